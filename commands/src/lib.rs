@@ -1,0 +1,11 @@
+//! The write side: the event store (postgres-es for append/load and optimistic concurrency),
+//! command dispatch with metadata and idempotency, the aggregate registry used by the CLI,
+//! and the database wiring (pool, migrations).
+
+pub mod db;
+pub mod meta;
+pub mod registry;
+pub mod store;
+
+pub use meta::{EventMeta, DEFAULT_TENANT_ID};
+pub use store::{CommandError, ConflictPolicy, EventStore, Executed, StoredAggregate};

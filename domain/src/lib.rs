@@ -1,0 +1,9 @@
+//! SupportTracker's domain: aggregates, commands, events, value types and the pure business
+//! rules that decide them. Nothing here does I/O or knows about HTTP or SQL; anything from
+//! outside an aggregate (clock, ids, crypto) reaches it through the aggregate's `Services`.
+
+pub mod company;
+pub mod error;
+pub mod values;
+
+pub use error::{ErrorKind, HasErrorKind, ValidationError};

@@ -1,0 +1,30 @@
+//! The read side: the catch-up projection runner, rebuild and verification of projections,
+//! the read-model tables' projections, and the queries the web layer reads.
+//!
+//! A projection is a name, a version, the tables it owns and a batch handler. The runner
+//! feeds it the log in `(tx_id, global_position)` order through the guarded reader and
+//! commits its rows together with its checkpoint.
+
+pub mod companies;
+pub mod event;
+pub mod history;
+pub mod projection;
+pub mod rebuild;
+pub mod runner;
+pub mod status;
+pub mod wait;
+
+use std::sync::Arc;
+
+pub use event::{Position, StoredEvent};
+pub use projection::{ApplyError, Projection, Tables};
+
+/// Every projection of the service, in the order they are started.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(companies::CompaniesProjection)]
+}
+
+/// The projection named `name`.
+pub fn find(name: &str) -> Option<Arc<dyn Projection>> {
+    all().into_iter().find(|p| p.name() == name)
+}

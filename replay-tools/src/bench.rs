@@ -1,0 +1,471 @@
+//! `bench`: measures, in one run and in a scratch database on the same server, the command
+//! path against raw single-row inserts, the ordered read of the log against a catch-up of the
+//! companies projection, and a rebuild of every projection. Commit latency on these machines
+//! varies a lot between runs, so the figures that matter are the ratios of rates measured
+//! side by side.
+//!
+//! The last line printed is one JSON object with every figure.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use commands::{ConflictPolicy, EventMeta, EventStore, DEFAULT_TENANT_ID};
+use domain::company::{Company, CompanyCommand, CompanyEvent};
+use domain::values::{Amount, CompanyName};
+use projections::companies::CompaniesProjection;
+use projections::event::read_batch;
+use projections::rebuild::RebuildOptions;
+use projections::runner::{catch_up, CatchUp, RunnerConfig};
+use projections::Position;
+use serde_json::json;
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// Connections in the benchmark's pool.
+const POOL_SIZE: u32 = 10;
+/// Concurrent writers of the "many writers" runs.
+const WRITERS: usize = 8;
+/// Each append / raw-insert run is done this many times; the best rate is kept.
+const ROUNDS: usize = 2;
+/// Events per seeding statement.
+const SEED_CHUNK: u64 = 100_000;
+
+const TARGET_APPEND_RATIO: f64 = 0.8;
+const TARGET_CATCHUP_RATIO: f64 = 0.5;
+const TARGET_REBUILD_1M_S: f64 = 10.0;
+
+pub async fn bench(boot: &pgboot::PgBoot, events: u64, seconds: f64) -> anyhow::Result<u8> {
+    let admin_url = boot.url_for("postgres");
+    let database = format!("st_bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .context("connecting to the `postgres` database to create the scratch database")?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("creating database {database}"))?;
+    admin.close().await.ok();
+    eprintln!("bench: scratch database {database}");
+
+    let body = run(boot.url_for(&database), events, Duration::from_secs_f64(seconds));
+    let outcome = tokio::select! {
+        result = body => result.map(Some),
+        _ = tokio::signal::ctrl_c() => Ok(None),
+    };
+
+    // Drop the scratch database whatever happened (FORCE ends connections still open).
+    let dropped = async {
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await
+    }
+    .await;
+    match &dropped {
+        Ok(()) => eprintln!("bench: dropped {database}"),
+        Err(error) => eprintln!("bench: could not drop {database}: {error}; drop it by hand"),
+    }
+    match outcome? {
+        Some(figures) => {
+            println!("{figures}");
+            Ok(0)
+        }
+        None => {
+            eprintln!("replay-tools: bench interrupted");
+            Ok(130)
+        }
+    }
+}
+
+/// A rate measured over a run.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    count: u64,
+    elapsed: Duration,
+}
+
+impl Rate {
+    fn per_s(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn best(a: Option<Rate>, b: Rate) -> Rate {
+        match a {
+            Some(a) if a.per_s() >= b.per_s() => a,
+            _ => b,
+        }
+    }
+}
+
+fn rate(label: &str, value: &str) -> Amount {
+    Amount::parse("monthly_rate", value).unwrap_or_else(|e| panic!("{label}: {e}"))
+}
+
+/// `writers` tasks, each registering companies and setting their rate, alternately, through
+/// `EventStore::execute`, until `duration` is over.
+async fn append_run(store: &EventStore, writers: usize, duration: Duration) -> anyhow::Result<Rate> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..writers)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                let mut registered: Option<String> = None;
+                while Instant::now() < deadline {
+                    let meta = EventMeta::new(DEFAULT_TENANT_ID, "bench");
+                    let executed = match registered.take() {
+                        None => {
+                            let id = meta.new_aggregate_id().to_string();
+                            let command = CompanyCommand::Register {
+                                name: CompanyName::parse(&format!("Bench company {writer}-{done}"))?,
+                                monthly_rate: rate("register", "500.00"),
+                            };
+                            registered = Some(id.clone());
+                            store
+                                .execute::<Company>(&id, command, &(), &meta, ConflictPolicy::Report)
+                                .await?
+                        }
+                        Some(id) => {
+                            let command = CompanyCommand::SetMonthlyRate {
+                                monthly_rate: rate("set rate", "650.50"),
+                            };
+                            store
+                                .execute::<Company>(&id, command, &(), &meta, ConflictPolicy::Report)
+                                .await?
+                        }
+                    };
+                    anyhow::ensure!(executed.events.len() == 1, "a bench command appended {} events", executed.events.len());
+                    done += 1;
+                }
+                Ok::<u64, anyhow::Error>(done)
+            })
+        })
+        .collect();
+    let mut count = 0;
+    for task in tasks {
+        count += task.await??;
+    }
+    Ok(Rate {
+        count,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Payloads and metadata of the same shapes and sizes as the append runs'.
+fn raw_samples() -> anyhow::Result<[(String, serde_json::Value); 2]> {
+    Ok([
+        (
+            "CompanyRegistered".to_string(),
+            serde_json::to_value(CompanyEvent::CompanyRegistered {
+                name: "Bench company 3-1234".to_string(),
+                monthly_rate: rate("raw", "500.00"),
+            })?,
+        ),
+        (
+            "MonthlyRateSet".to_string(),
+            serde_json::to_value(CompanyEvent::MonthlyRateSet {
+                monthly_rate: rate("raw", "650.50"),
+                previous_rate: rate("raw", "500.00"),
+            })?,
+        ),
+    ])
+}
+
+/// `writers` tasks, each doing BEGIN; INSERT one event; COMMIT into `bench_raw_events`, until
+/// `duration` is over.
+async fn raw_insert_run(pool: &PgPool, writers: usize, duration: Duration) -> anyhow::Result<Rate> {
+    let samples = raw_samples()?;
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let pool = pool.clone();
+            let samples = samples.clone();
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                let mut id = String::new();
+                while Instant::now() < deadline {
+                    let meta = EventMeta::new(DEFAULT_TENANT_ID, "bench");
+                    let sequence = (done % 2) as i64 + 1;
+                    if sequence == 1 {
+                        id = meta.new_aggregate_id().to_string();
+                    }
+                    let (event_type, payload) = &samples[(done % 2) as usize];
+                    let mut tx = pool.begin().await?;
+                    sqlx::query(
+                        "INSERT INTO bench_raw_events (aggregate_type, aggregate_id, sequence,
+                                                       event_type, event_version, payload, metadata)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind("company")
+                    .bind(&id)
+                    .bind(sequence)
+                    .bind(event_type)
+                    .bind("1")
+                    .bind(sqlx::types::Json(payload))
+                    .bind(sqlx::types::Json(&meta))
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    done += 1;
+                }
+                Ok::<u64, anyhow::Error>(done)
+            })
+        })
+        .collect();
+    let mut count = 0;
+    for task in tasks {
+        count += task.await??;
+    }
+    Ok(Rate {
+        count,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Adds `count` valid company events (4 per company: registered, rate set, renamed, rate set;
+/// contiguous sequences; metadata as `EventMeta`) with a few set-based statements.
+async fn seed(pool: &PgPool, count: u64) -> anyhow::Result<()> {
+    let prefix = uuid::Uuid::new_v4().simple().to_string();
+    let mut start = 0u64;
+    while start < count {
+        let end = (start + SEED_CHUNK).min(count) - 1;
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                                 payload, metadata, recorded_at)
+             SELECT 'company', x.id, s.seq,
+                    (ARRAY['CompanyRegistered', 'MonthlyRateSet', 'CompanyRenamed', 'MonthlyRateSet'])[s.seq],
+                    '1',
+                    CASE s.seq
+                      WHEN 1 THEN jsonb_build_object('CompanyRegistered',
+                             jsonb_build_object('name', x.name, 'monthly_rate', '500.00'))
+                      WHEN 2 THEN jsonb_build_object('MonthlyRateSet',
+                             jsonb_build_object('monthly_rate', '650.50', 'previous_rate', '500.00'))
+                      WHEN 3 THEN jsonb_build_object('CompanyRenamed',
+                             jsonb_build_object('name', x.name || ' Ltd', 'previous_name', x.name))
+                      ELSE jsonb_build_object('MonthlyRateSet',
+                             jsonb_build_object('monthly_rate', '700.00', 'previous_rate', '650.50'))
+                    END,
+                    jsonb_build_object('tenant_id', $3::uuid, 'actor', 'bench-seed',
+                                       'command_id', x.command_id, 'correlation_id', x.command_id,
+                                       'causation_id', NULL),
+                    now() - interval '1 day' + s.g * interval '1 millisecond'
+               FROM (SELECT g, g / 4 AS c, (g % 4 + 1)::int AS seq
+                       FROM generate_series($1::int8, $2::int8) AS g) s,
+                    LATERAL (SELECT md5($4 || ':' || s.c)::uuid::text AS id,
+                                    'Seeded company ' || s.c AS name,
+                                    md5($4 || ':command:' || s.g)::uuid AS command_id) x
+              ORDER BY s.g",
+        )
+        .bind(start as i64)
+        .bind(end as i64)
+        .bind(DEFAULT_TENANT_ID)
+        .bind(&prefix)
+        .execute(pool)
+        .await
+        .context("seeding events")?;
+        start = end + 1;
+    }
+    Ok(())
+}
+
+/// Reads the whole log the way the runner does (`read_batch`, `batch` at a time), discarding it.
+async fn raw_read(pool: &PgPool, batch: i64) -> anyhow::Result<Rate> {
+    let started = Instant::now();
+    let mut after = Position::START;
+    let mut count = 0u64;
+    loop {
+        let events = read_batch(pool, after, Position::END, batch).await?;
+        let Some(last) = events.last() else { break };
+        after = last.position;
+        count += events.len() as u64;
+    }
+    Ok(Rate {
+        count,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn count_events(pool: &PgPool) -> anyhow::Result<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(n as u64)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "BELOW TARGET"
+    }
+}
+
+async fn run(url: String, events: u64, duration: Duration) -> anyhow::Result<serde_json::Value> {
+    let pool = commands::db::connect(&url, POOL_SIZE).await?;
+    commands::db::migrate(&pool).await?;
+    sqlx::query("CREATE TABLE bench_raw_events (LIKE events INCLUDING ALL)")
+        .execute(&pool)
+        .await?;
+    let store = EventStore::new(pool.clone());
+
+    // Warm up connections, caches and plans.
+    raw_insert_run(&pool, WRITERS, Duration::from_millis(300)).await?;
+    append_run(&store, WRITERS, Duration::from_millis(300)).await?;
+
+    let (mut raw1, mut append1, mut raw8, mut append8) = (None, None, None, None);
+    for round in 1..=ROUNDS {
+        let r1 = raw_insert_run(&pool, 1, duration).await?;
+        let a1 = append_run(&store, 1, duration).await?;
+        let r8 = raw_insert_run(&pool, WRITERS, duration).await?;
+        let a8 = append_run(&store, WRITERS, duration).await?;
+        eprintln!(
+            "bench: round {round}: raw insert {:.0}/s, append {:.0}/s (1 writer); raw insert {:.0}/s, append {:.0}/s ({WRITERS} writers)",
+            r1.per_s(),
+            a1.per_s(),
+            r8.per_s(),
+            a8.per_s()
+        );
+        raw1 = Some(Rate::best(raw1, r1));
+        append1 = Some(Rate::best(append1, a1));
+        raw8 = Some(Rate::best(raw8, r8));
+        append8 = Some(Rate::best(append8, a8));
+    }
+    let (raw1, append1, raw8, append8) = (
+        raw1.expect("rounds ran"),
+        append1.expect("rounds ran"),
+        raw8.expect("rounds ran"),
+        append8.expect("rounds ran"),
+    );
+    drop(store);
+    let append_ratio_1 = append1.per_s() / raw1.per_s();
+    let append_ratio_8 = append8.per_s() / raw8.per_s();
+    println!(
+        "append, 1 writer:   {:>8.0} commands/s  raw insert {:>8.0}/s  ratio {:.2} (target >= {TARGET_APPEND_RATIO}) {}",
+        append1.per_s(),
+        raw1.per_s(),
+        append_ratio_1,
+        verdict(append_ratio_1 >= TARGET_APPEND_RATIO)
+    );
+    println!(
+        "append, {WRITERS} writers:  {:>8.0} commands/s  raw insert {:>8.0}/s  ratio {:.2} (target >= {TARGET_APPEND_RATIO}) {}",
+        append8.per_s(),
+        raw8.per_s(),
+        append_ratio_8,
+        verdict(append_ratio_8 >= TARGET_APPEND_RATIO)
+    );
+
+    // Seed the log up to `events`.
+    let present = count_events(&pool).await?;
+    let started = Instant::now();
+    if events > present {
+        seed(&pool, events - present).await?;
+    }
+    sqlx::raw_sql("VACUUM (ANALYZE) events").execute(&pool).await?;
+    let total = count_events(&pool).await?;
+    println!(
+        "log: {total} events ({} seeded in {:.1} s, then VACUUM ANALYZE)",
+        total - present,
+        started.elapsed().as_secs_f64()
+    );
+
+    // Raw ordered read next to the catch-up, same batch size as the runner.
+    let runner = RunnerConfig::default();
+    let mut read = raw_read(&pool, runner.batch_size).await?;
+    read = Rate::best(Some(read), raw_read(&pool, runner.batch_size).await?);
+    let read_10k = raw_read(&pool, RebuildOptions::default().batch_size).await?;
+
+    sqlx::query("DELETE FROM projection_checkpoints WHERE name = 'companies'")
+        .execute(&pool)
+        .await?;
+    sqlx::query("TRUNCATE companies").execute(&pool).await?;
+    let mut conn = pool.acquire().await?;
+    let started = Instant::now();
+    let outcome = catch_up(&pool, &mut conn, &CompaniesProjection, &runner).await?;
+    let catchup = Rate {
+        count: match outcome {
+            CatchUp::CaughtUp { applied } => applied,
+            CatchUp::Failed { position, error } => {
+                anyhow::bail!("catch-up failed at {position}: {error}")
+            }
+        },
+        elapsed: started.elapsed(),
+    };
+    drop(conn);
+    anyhow::ensure!(
+        catchup.count == total,
+        "catch-up applied {} events of {total}",
+        catchup.count
+    );
+    let catchup_ratio = catchup.per_s() / read.per_s();
+    println!(
+        "raw read:           {:>8.0} events/s (batches of {}; {:.0}/s in batches of {})",
+        read.per_s(),
+        runner.batch_size,
+        read_10k.per_s(),
+        RebuildOptions::default().batch_size
+    );
+    println!(
+        "catch-up companies: {:>8.0} events/s  ratio {:.2} (target >= {TARGET_CATCHUP_RATIO}) {}",
+        catchup.per_s(),
+        catchup_ratio,
+        verdict(catchup_ratio >= TARGET_CATCHUP_RATIO)
+    );
+
+    // Rebuild of every projection.
+    let started = Instant::now();
+    let mut rebuilt = 0;
+    for projection in projections::all() {
+        let report = projections::rebuild::rebuild(
+            &pool,
+            projection.as_ref(),
+            &RebuildOptions::default(),
+            |_, _| {},
+        )
+        .await
+        .with_context(|| format!("rebuilding {}", projection.name()))?;
+        rebuilt += report.events;
+    }
+    let rebuild = Rate {
+        count: rebuilt,
+        elapsed: started.elapsed(),
+    };
+    let rebuild_s = rebuild.elapsed.as_secs_f64();
+    let rebuild_1m_est_s = rebuild_s * 1_000_000.0 / total.max(1) as f64;
+    println!(
+        "rebuild (all {} projections): {rebuild_s:.2} s for {total} events ({:.0} events/s); \
+         1,000,000 events: ~{rebuild_1m_est_s:.1} s (target < {TARGET_REBUILD_1M_S} s) {}",
+        projections::all().len(),
+        rebuild.per_s(),
+        verdict(rebuild_1m_est_s < TARGET_REBUILD_1M_S)
+    );
+    pool.close().await;
+
+    let round = |x: f64, places: i32| {
+        let factor = 10f64.powi(places);
+        (x * factor).round() / factor
+    };
+    Ok(json!({
+        "events": total,
+        "seconds_per_run": duration.as_secs_f64(),
+        "append_per_s_1": round(append1.per_s(), 0),
+        "append_per_s_8": round(append8.per_s(), 0),
+        "raw_insert_per_s_1": round(raw1.per_s(), 0),
+        "raw_insert_per_s_8": round(raw8.per_s(), 0),
+        "append_ratio_1": round(append_ratio_1, 3),
+        "append_ratio_8": round(append_ratio_8, 3),
+        "raw_read_per_s": round(read.per_s(), 0),
+        "raw_read_per_s_10000": round(read_10k.per_s(), 0),
+        "catchup_per_s": round(catchup.per_s(), 0),
+        "catchup_ratio": round(catchup_ratio, 3),
+        "rebuild_s": round(rebuild_s, 3),
+        "rebuild_per_s": round(rebuild.per_s(), 0),
+        "rebuild_1m_est_s": round(rebuild_1m_est_s, 2),
+        "targets": {
+            "append_ratio": TARGET_APPEND_RATIO,
+            "catchup_ratio": TARGET_CATCHUP_RATIO,
+            "rebuild_1m_s": TARGET_REBUILD_1M_S,
+        },
+    }))
+}

@@ -1,0 +1,98 @@
+//! Configuration: one typed struct read from the environment at start-up. A malformed value
+//! stops start-up with a message naming the variable. Every variable is listed in README.md.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: an external PostgreSQL; unset means the private cluster.
+    pub database_url: Option<String>,
+    /// `ST_DATA_DIR` (default `./data`): the private cluster and other local state.
+    pub data_dir: PathBuf,
+    /// `ST_LISTEN` (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// `ST_LOG` (default `info`): a tracing filter such as `info,projections=debug`.
+    pub log: String,
+    /// `ST_DB_POOL_SIZE` (default 16).
+    pub pool_size: u32,
+    /// `ST_PROJECTION_BATCH` (default 2000): events per projection transaction.
+    pub projection_batch: i64,
+    /// `ST_PROJECTION_POLL_MS` (default 500): polling fallback of the projection runners.
+    pub projection_poll: Duration,
+    /// `ST_READ_YOUR_WRITES_MS` (default 2000): how long a request waits for the projections
+    /// to show its own change before answering with what they have.
+    pub read_your_writes: Duration,
+    /// `ST_MIGRATE_ON_START` (default true): `serve` applies pending migrations first.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message} (got {value:?})")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub message: String,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse<T: FromStr>(name: &'static str, default: T, what: &str) -> Result<T, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|_| ConfigError {
+            var: name,
+            value,
+            message: format!("must be {what}"),
+        }),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let pool_size: u32 = parse("ST_DB_POOL_SIZE", 16, "a whole number from 2 to 1000")?;
+        if !(2..=1000).contains(&pool_size) {
+            return Err(ConfigError {
+                var: "ST_DB_POOL_SIZE",
+                value: pool_size.to_string(),
+                message: "must be a whole number from 2 to 1000".into(),
+            });
+        }
+        let projection_batch: i64 =
+            parse("ST_PROJECTION_BATCH", 2000, "a whole number from 1 to 100000")?;
+        if !(1..=100_000).contains(&projection_batch) {
+            return Err(ConfigError {
+                var: "ST_PROJECTION_BATCH",
+                value: projection_batch.to_string(),
+                message: "must be a whole number from 1 to 100000".into(),
+            });
+        }
+        Ok(Self {
+            database_url: var("DATABASE_URL"),
+            data_dir: var("ST_DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from),
+            listen: parse(
+                "ST_LISTEN",
+                SocketAddr::from(([127, 0, 0, 1], 8080)),
+                "an address and port such as 127.0.0.1:8080",
+            )?,
+            log: var("ST_LOG").unwrap_or_else(|| "info".into()),
+            pool_size,
+            projection_batch,
+            projection_poll: Duration::from_millis(parse(
+                "ST_PROJECTION_POLL_MS",
+                500,
+                "a number of milliseconds",
+            )?),
+            read_your_writes: Duration::from_millis(parse(
+                "ST_READ_YOUR_WRITES_MS",
+                2000,
+                "a number of milliseconds",
+            )?),
+            migrate_on_start: parse("ST_MIGRATE_ON_START", true, "true or false")?,
+        })
+    }
+}

@@ -1,0 +1,673 @@
+//! The staff console: server-rendered askama pages with plain forms. Every state-changing form
+//! carries a CSRF token (double submit: the `st_csrf` cookie and a hidden field must match).
+//! A form with bad input is shown again with the messages next to their fields and the input
+//! kept; a success redirects (303) with a flash message.
+
+use axum::extract::{Form, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use askama::Template;
+use askama_web::WebTemplate;
+use chrono::{DateTime, Utc};
+use commands::{CommandError, ConflictPolicy, EventMeta, DEFAULT_TENANT_ID};
+use domain::company::{Company, CompanyCommand, CompanyError};
+use domain::values::{Amount, CompanyName};
+use domain::{ErrorKind, HasErrorKind};
+use projections::companies::{self, CompanyRow, ListQuery, StatusFilter};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::AppState;
+
+const CSRF_COOKIE: &str = "st_csrf";
+const FLASH_COOKIE: &str = "st_flash";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/companies") }))
+        .route("/companies", get(list_page).post(create))
+        .route("/companies/{id}", get(company_page))
+        .route("/companies/{id}/rename", post(rename))
+        .route("/companies/{id}/rate", post(set_rate))
+        .route("/companies/{id}/archive", post(archive))
+        .route("/companies/{id}/restore", post(restore))
+        .route("/static/app.css", get(stylesheet))
+        .layer(axum::middleware::from_fn(session_cookies))
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../static/app.css"),
+    )
+}
+
+/// The CSRF token and flash message of this request.
+#[derive(Debug, Clone)]
+struct Cookies {
+    csrf: String,
+    flash: Option<String>,
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Gives every visitor a CSRF token cookie and hands the flash message (shown once) to the page.
+async fn session_cookies(mut request: Request, next: Next) -> Response {
+    let existing = cookie(request.headers(), CSRF_COOKIE)
+        .filter(|t| t.len() == 48 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned);
+    let flash = cookie(request.headers(), FLASH_COOKIE).map(percent_decode);
+    let csrf = existing.clone().unwrap_or_else(new_token);
+    request.extensions_mut().insert(Cookies {
+        csrf: csrf.clone(),
+        flash: flash.clone(),
+    });
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if existing.is_none() {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "{CSRF_COOKIE}={csrf}; Path=/; HttpOnly; SameSite=Lax"
+        )) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    let setting_flash = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().starts_with(FLASH_COOKIE.as_bytes()));
+    if flash.is_some() && !setting_flash {
+        headers.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("st_flash=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
+        );
+    }
+    response
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A redirect after a successful form, with a message for the next page.
+fn redirect_with_flash(to: &str, message: &str) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{FLASH_COOKIE}={}; Path=/; Max-Age=60; HttpOnly; SameSite=Lax",
+        percent_encode(message)
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// Refuses a form whose token does not match the cookie.
+fn check_csrf(cookies: &Cookies, headers: &HeaderMap, submitted: &str) -> Result<(), Response> {
+    let from_cookie = cookie(headers, CSRF_COOKIE).unwrap_or_default();
+    let same = !from_cookie.is_empty()
+        && from_cookie.len() == submitted.len()
+        && from_cookie
+            .bytes()
+            .zip(submitted.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(error_page(
+            StatusCode::FORBIDDEN,
+            cookies,
+            "This form has expired",
+            "The form was not sent from this console or has expired. Reload the page and try again.",
+        ))
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    flash: Option<String>,
+    title: &'a str,
+    message: &'a str,
+}
+
+fn error_page(status: StatusCode, cookies: &Cookies, title: &str, message: &str) -> Response {
+    (
+        status,
+        ErrorPage {
+            flash: cookies.flash.clone(),
+            title,
+            message,
+        },
+    )
+        .into_response()
+}
+
+/// The console's 404 page.
+pub fn not_found_page() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        ErrorPage {
+            flash: None,
+            title: "Page not found",
+            message: "There is nothing at this address. It may have been mistyped, or the record may belong to someone else.",
+        },
+    )
+        .into_response()
+}
+
+fn internal_page(error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "internal error");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorPage {
+            flash: None,
+            title: "Something went wrong",
+            message: "The server could not complete this request. It has been logged; please try again.",
+        },
+    )
+        .into_response()
+}
+
+fn display_time(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A company row prepared for display.
+struct CompanyView {
+    id: Uuid,
+    name: String,
+    monthly_rate: String,
+    archived: bool,
+    updated_at: String,
+    updated: String,
+    created: String,
+}
+
+impl From<CompanyRow> for CompanyView {
+    fn from(row: CompanyRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            monthly_rate: format!("{:.2}", row.monthly_rate),
+            archived: row.archived,
+            updated_at: row.updated_at.to_rfc3339(),
+            updated: display_time(&row.updated_at),
+            created: display_time(&row.created_at),
+        }
+    }
+}
+
+/// The values and messages of a company form.
+#[derive(Default)]
+struct CompanyFormView {
+    name: String,
+    monthly_rate: String,
+    name_error: Option<String>,
+    rate_error: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "companies.html")]
+struct CompaniesPage {
+    flash: Option<String>,
+    csrf: String,
+    q: String,
+    status: &'static str,
+    rows: Vec<CompanyView>,
+    form: CompanyFormView,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct ListParams {
+    q: Option<String>,
+    status: Option<String>,
+}
+
+fn status_filter(raw: Option<&str>) -> (StatusFilter, &'static str) {
+    match raw {
+        Some("archived") => (StatusFilter::Archived, "archived"),
+        Some("all") => (StatusFilter::All, "all"),
+        _ => (StatusFilter::Active, "active"),
+    }
+}
+
+async fn render_list(
+    state: &AppState,
+    cookies: &Cookies,
+    params: &ListParams,
+    form: CompanyFormView,
+    status_code: StatusCode,
+) -> Response {
+    let (filter, status) = status_filter(params.status.as_deref());
+    let q = params.q.clone().unwrap_or_default();
+    let rows = companies::list(
+        &state.pool,
+        DEFAULT_TENANT_ID,
+        &ListQuery {
+            search: Some(q.as_str()),
+            status: filter,
+            limit: 200,
+            after: None,
+        },
+    )
+    .await;
+    match rows {
+        Ok(rows) => (
+            status_code,
+            CompaniesPage {
+                flash: cookies.flash.clone(),
+                csrf: cookies.csrf.clone(),
+                q,
+                status,
+                rows: rows.into_iter().map(CompanyView::from).collect(),
+                form,
+            },
+        )
+            .into_response(),
+        Err(error) => internal_page(error),
+    }
+}
+
+async fn list_page(
+    State(state): State<AppState>,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let params = params.map(|Query(p)| p).unwrap_or_default();
+    render_list(&state, &cookies, &params, CompanyFormView::default(), StatusCode::OK).await
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    monthly_rate: String,
+}
+
+fn console_meta() -> EventMeta {
+    EventMeta::new(DEFAULT_TENANT_ID, "console")
+}
+
+async fn create(
+    State(state): State<AppState>,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    Form(form): Form<CreateForm>,
+) -> Response {
+    if let Err(refused) = check_csrf(&cookies, &headers, &form.csrf) {
+        return refused;
+    }
+    let name = CompanyName::parse(&form.name);
+    let rate = if form.monthly_rate.trim().is_empty() {
+        Ok(Amount::ZERO)
+    } else {
+        Amount::parse("monthly_rate", &form.monthly_rate)
+    };
+    let (name, monthly_rate) = match (name, rate) {
+        (Ok(name), Ok(rate)) => (name, rate),
+        (name, rate) => {
+            let view = CompanyFormView {
+                name: form.name,
+                monthly_rate: form.monthly_rate,
+                name_error: name.err().map(|e| format!("Name {}", e.message)),
+                rate_error: rate.err().map(|e| format!("Monthly rate {}", e.message)),
+            };
+            return render_list(
+                &state,
+                &cookies,
+                &ListParams::default(),
+                view,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+    };
+    let meta = console_meta();
+    let id = meta.new_aggregate_id();
+    let result = state
+        .store
+        .execute::<Company>(
+            &id.to_string(),
+            CompanyCommand::Register {
+                name: name.clone(),
+                monthly_rate,
+            },
+            &(),
+            &meta,
+            ConflictPolicy::Report,
+        )
+        .await;
+    match result {
+        Ok(done) => {
+            state
+                .read_your_writes(&["companies"], "company", &done.aggregate_id, done.version)
+                .await;
+            redirect_with_flash(&format!("/companies/{id}"), &format!("Added {name}."))
+        }
+        Err(error) => internal_page(error),
+    }
+}
+
+struct HistoryView {
+    at: String,
+    when: String,
+    what: String,
+    actor: String,
+}
+
+fn describe(event_type: &str, payload: &serde_json::Value) -> String {
+    let body = payload.get(event_type).unwrap_or(payload);
+    let text = |key: &str| body.get(key).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+    match event_type {
+        "CompanyRegistered" => format!(
+            "Registered as {} at {} a month",
+            text("name"),
+            text("monthly_rate")
+        ),
+        "CompanyRenamed" => format!("Renamed to {} (was {})", text("name"), text("previous_name")),
+        "MonthlyRateSet" => format!(
+            "Monthly rate set to {} (was {})",
+            text("monthly_rate"),
+            text("previous_rate")
+        ),
+        "CompanyArchived" => "Archived".into(),
+        "CompanyRestored" => "Restored".into(),
+        other => other.to_owned(),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "company.html")]
+struct CompanyPage {
+    flash: Option<String>,
+    csrf: String,
+    company: CompanyView,
+    form: CompanyFormView,
+    history: Vec<HistoryView>,
+}
+
+async fn render_company(
+    state: &AppState,
+    cookies: &Cookies,
+    id: &str,
+    form: Option<CompanyFormView>,
+    status_code: StatusCode,
+) -> Response {
+    let Ok(id) = Uuid::parse_str(id) else {
+        return not_found_page();
+    };
+    let row = match companies::get(&state.pool, DEFAULT_TENANT_ID, id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return not_found_page(),
+        Err(error) => return internal_page(error),
+    };
+    let history = match projections::history::for_aggregate(
+        &state.pool,
+        DEFAULT_TENANT_ID,
+        "company",
+        &id.to_string(),
+        100,
+    )
+    .await
+    {
+        Ok(items) => items
+            .into_iter()
+            .map(|item| HistoryView {
+                at: item.recorded_at.to_rfc3339(),
+                when: display_time(&item.recorded_at),
+                what: describe(&item.event_type, &item.payload),
+                actor: item.actor,
+            })
+            .collect(),
+        Err(error) => return internal_page(error),
+    };
+    let form = form.unwrap_or_else(|| CompanyFormView {
+        name: row.name.clone(),
+        monthly_rate: format!("{:.2}", row.monthly_rate),
+        ..Default::default()
+    });
+    (
+        status_code,
+        CompanyPage {
+            flash: cookies.flash.clone(),
+            csrf: cookies.csrf.clone(),
+            company: row.into(),
+            form,
+            history,
+        },
+    )
+        .into_response()
+}
+
+async fn company_page(
+    State(state): State<AppState>,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    Path(id): Path<String>,
+) -> Response {
+    render_company(&state, &cookies, &id, None, StatusCode::OK).await
+}
+
+#[derive(Debug, Deserialize)]
+struct FieldForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    monthly_rate: String,
+}
+
+/// Runs a command from a company page: success redirects back with `done`; a refusal shows the
+/// page again with the message.
+async fn company_command(
+    state: &AppState,
+    cookies: &Cookies,
+    id: &str,
+    command: CompanyCommand,
+    done: &str,
+) -> Response {
+    let Ok(uuid) = Uuid::parse_str(id) else {
+        return not_found_page();
+    };
+    let result = state
+        .store
+        .execute::<Company>(id, command, &(), &console_meta(), ConflictPolicy::RetryOnce)
+        .await;
+    match result {
+        Ok(executed) => {
+            state
+                .read_your_writes(&["companies"], "company", id, executed.version)
+                .await;
+            redirect_with_flash(&format!("/companies/{uuid}"), done)
+        }
+        Err(CommandError::NotFound) => not_found_page(),
+        Err(CommandError::Domain(e)) if e.kind() == ErrorKind::NotFound => not_found_page(),
+        Err(CommandError::Domain(e)) => refused(cookies, e),
+        Err(CommandError::Conflict) => error_page(
+            StatusCode::CONFLICT,
+            cookies,
+            "Changed by someone else",
+            "Someone changed this company at the same moment. Reload the page and try again.",
+        ),
+        Err(error) => internal_page(error),
+    }
+}
+
+fn refused(cookies: &Cookies, error: CompanyError) -> Response {
+    error_page(
+        StatusCode::CONFLICT,
+        cookies,
+        "That cannot be done now",
+        &format!("{}.", capitalise(&error.to_string())),
+    )
+}
+
+fn capitalise(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+async fn rename(
+    State(state): State<AppState>,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<FieldForm>,
+) -> Response {
+    if let Err(refused) = check_csrf(&cookies, &headers, &form.csrf) {
+        return refused;
+    }
+    match CompanyName::parse(&form.name) {
+        Ok(name) => {
+            let done = format!("Renamed to {name}.");
+            company_command(&state, &cookies, &id, CompanyCommand::Rename { name }, &done).await
+        }
+        Err(e) => {
+            let view = CompanyFormView {
+                name: form.name,
+                monthly_rate: form.monthly_rate,
+                name_error: Some(format!("Name {}", e.message)),
+                rate_error: None,
+            };
+            render_company(&state, &cookies, &id, Some(view), StatusCode::UNPROCESSABLE_ENTITY)
+                .await
+        }
+    }
+}
+
+async fn set_rate(
+    State(state): State<AppState>,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<FieldForm>,
+) -> Response {
+    if let Err(refused) = check_csrf(&cookies, &headers, &form.csrf) {
+        return refused;
+    }
+    match Amount::parse("monthly_rate", &form.monthly_rate) {
+        Ok(monthly_rate) => {
+            let done = format!("Monthly rate set to {monthly_rate}.");
+            company_command(
+                &state,
+                &cookies,
+                &id,
+                CompanyCommand::SetMonthlyRate { monthly_rate },
+                &done,
+            )
+            .await
+        }
+        Err(e) => {
+            let view = CompanyFormView {
+                name: form.name,
+                monthly_rate: form.monthly_rate,
+                name_error: None,
+                rate_error: Some(format!("Monthly rate {}", e.message)),
+            };
+            render_company(&state, &cookies, &id, Some(view), StatusCode::UNPROCESSABLE_ENTITY)
+                .await
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    if let Err(refused) = check_csrf(&cookies, &headers, &form.csrf) {
+        return refused;
+    }
+    company_command(&state, &cookies, &id, CompanyCommand::Archive, "Archived.").await
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    if let Err(refused) = check_csrf(&cookies, &headers, &form.csrf) {
+        return refused;
+    }
+    company_command(&state, &cookies, &id, CompanyCommand::Restore, "Restored.").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flash_messages_survive_the_cookie() {
+        for message in ["Added Acme & Sons, Ltd.", "Renamed to Ünïcode; “quotes” 100%", "", "%", "%é1"] {
+            assert_eq!(percent_decode(&percent_encode(message)), message);
+        }
+    }
+
+    #[test]
+    fn describes_each_company_event() {
+        let payload = serde_json::json!({"CompanyRenamed": {"name": "B", "previous_name": "A"}});
+        assert_eq!(describe("CompanyRenamed", &payload), "Renamed to B (was A)");
+    }
+}

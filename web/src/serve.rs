@@ -1,0 +1,65 @@
+//! Start-up of `supporttracker serve`: database, migrations, projection runners, HTTP.
+
+use std::time::Duration;
+
+use commands::EventStore;
+use projections::runner::{RunnerConfig, Wakeups};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::state::{AppState, Settings};
+
+/// Connects, migrates (unless told not to), starts the runners and serves until SIGINT or
+/// SIGTERM. Prints `listening on http://ADDR` on stdout once the socket is bound.
+pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
+    let pool = commands::db::connect(&database_url, config.pool_size).await?;
+    if config.migrate_on_start {
+        commands::db::migrate(&pool).await?;
+    }
+    let store = EventStore::new(pool.clone());
+    let wakeups = Wakeups::start(&pool, store.subscribe());
+    let runners = projections::runner::spawn_all(
+        &pool,
+        projections::all(),
+        wakeups,
+        RunnerConfig {
+            batch_size: config.projection_batch,
+            poll_interval: config.projection_poll,
+            ..RunnerConfig::default()
+        },
+    );
+    let state = AppState::new(
+        pool.clone(),
+        store,
+        Settings {
+            read_your_writes: config.read_your_writes,
+        },
+    );
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("ST_LISTEN {}: cannot listen: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    println!("listening on http://{addr}");
+    axum::serve(listener, crate::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    for runner in runners {
+        runner.abort();
+    }
+    tokio::time::timeout(Duration::from_secs(5), pool.close())
+        .await
+        .ok();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail on Unix");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
