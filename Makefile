@@ -35,7 +35,7 @@ run: setup
 # The whole suite runs against one fresh, throwaway cluster (DATABASE_URL set by st-pg; an
 # existing DATABASE_URL is used as is). The exit code is the test run's.
 test: setup
-	$(CARGO) build -p pgboot --bin st-pg
+	$(CARGO) build --workspace --bins
 	$(ST_PG) exec --fresh --fast -- $(CARGO) nextest run $(NEXTEST_ARGS)
 
 fmt:

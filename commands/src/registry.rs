@@ -41,4 +41,3 @@ pub const AGGREGATES: &[AggregateKind] = &[kind::<domain::company::Company>()];
 pub fn find(name: &str) -> Option<&'static AggregateKind> {
     AGGREGATES.iter().find(|k| k.name == name)
 }
-

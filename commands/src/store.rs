@@ -13,7 +13,9 @@
 //! so a retried "create" lands on the aggregate its first attempt made.
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{EventUpcaster, PersistedEventRepository, PersistenceError, SerializedEvent};
+use cqrs_es::persist::{
+    EventUpcaster, PersistedEventRepository, PersistenceError, SerializedEvent,
+};
 use cqrs_es::{Aggregate, DomainEvent};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
@@ -159,7 +161,8 @@ impl EventStore {
         A: StoredAggregate,
         A::Command: Clone,
     {
-        let metadata = serde_json::to_value(meta).map_err(|e| CommandError::Store(e.to_string()))?;
+        let metadata =
+            serde_json::to_value(meta).map_err(|e| CommandError::Store(e.to_string()))?;
         let mut retried = false;
         loop {
             let stored = self
@@ -311,8 +314,11 @@ pub fn decode<E: DomainEvent>(event: &SerializedEvent) -> Result<E, String> {
     serde_json::from_value(event.payload.clone()).map_err(|e| {
         format!(
             "{} {} #{} ({} v{}): {e}",
-            event.aggregate_type, event.aggregate_id, event.sequence, event.event_type, event.event_version
+            event.aggregate_type,
+            event.aggregate_id,
+            event.sequence,
+            event.event_type,
+            event.event_version
         )
     })
 }
-

@@ -99,9 +99,10 @@ impl HasErrorKind for CompanyError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NotFound => ErrorKind::NotFound,
-            Self::AlreadyRegistered | Self::Archived | Self::AlreadyArchived | Self::NotArchived => {
-                ErrorKind::Conflict
-            }
+            Self::AlreadyRegistered
+            | Self::Archived
+            | Self::AlreadyArchived
+            | Self::NotArchived => ErrorKind::Conflict,
         }
     }
 }

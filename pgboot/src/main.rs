@@ -321,6 +321,10 @@ fn cmd_stop(args: Args) -> i32 {
 
 fn cmd_destroy(args: Args) -> i32 {
     let dir = data_dir(&args);
+    if !dir.exists() {
+        eprintln!("st-pg: {} does not exist; nothing to delete", dir.display());
+        return 0;
+    }
     match pgboot::destroy_cluster(&dir) {
         Ok(()) => {
             eprintln!("st-pg: deleted the PostgreSQL cluster of {}", dir.display());

@@ -70,7 +70,9 @@ impl Projection for CompaniesProjection {
             .map(|(i, e)| {
                 Uuid::parse_str(&e.aggregate_id)
                     .map(|id| (i, e, id))
-                    .map_err(|_| ApplyError::at(i, format!("company id {:?} is not a UUID", e.aggregate_id)))
+                    .map_err(|_| {
+                        ApplyError::at(i, format!("company id {:?} is not a UUID", e.aggregate_id))
+                    })
             })
             .collect::<Result<_, _>>()?;
         if mine.is_empty() {
@@ -81,11 +83,16 @@ impl Projection for CompaniesProjection {
         // is not part of it.
         let mut registered_here = std::collections::HashSet::new();
         let mut to_load: Vec<(Uuid, Uuid)> = Vec::new();
-        for (_, event, id) in &mine {
+        for (index, event, id) in &mine {
+            let tenant_id = event
+                .meta
+                .as_ref()
+                .map_err(|e| ApplyError::at(*index, e.clone()))?
+                .tenant_id;
             if event.event_type == "CompanyRegistered" {
                 registered_here.insert(*id);
             } else if !registered_here.contains(id) {
-                to_load.push((event.meta.tenant_id, *id));
+                to_load.push((tenant_id, *id));
             }
         }
         to_load.sort_unstable();
@@ -107,15 +114,20 @@ impl Projection for CompaniesProjection {
 
         for (index, event, id) in mine {
             let payload = decode(event).map_err(|e| ApplyError::at(index, e))?;
+            // Checked in the first loop.
+            let Ok(meta) = &event.meta else { continue };
             let at = event.recorded_at;
             if let CompanyEvent::CompanyRegistered { name, monthly_rate } = &payload {
                 if rows.contains_key(&id) {
-                    return Err(ApplyError::at(index, format!("company {id} registered twice")));
+                    return Err(ApplyError::at(
+                        index,
+                        format!("company {id} registered twice"),
+                    ));
                 }
                 rows.insert(
                     id,
                     CompanyRow {
-                        tenant_id: event.meta.tenant_id,
+                        tenant_id: meta.tenant_id,
                         id,
                         name: name.clone(),
                         monthly_rate: monthly_rate.value(),
@@ -132,8 +144,11 @@ impl Projection for CompaniesProjection {
                     format!("{} for company {id}, which has no row", event.event_type),
                 ));
             };
-            if row.tenant_id != event.meta.tenant_id {
-                return Err(ApplyError::at(index, format!("company {id}: tenant changed")));
+            if row.tenant_id != meta.tenant_id {
+                return Err(ApplyError::at(
+                    index,
+                    format!("company {id}: tenant changed"),
+                ));
             }
             if event.sequence != row.version + 1 {
                 return Err(ApplyError::at(
@@ -225,7 +240,9 @@ pub struct ListQuery<'a> {
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// Companies of `tenant_id`, ordered by name.

@@ -43,7 +43,9 @@ pub struct StoredEvent {
     pub event_type: String,
     pub event_version: String,
     pub payload: Box<RawValue>,
-    pub meta: EventMeta,
+    /// The metadata, or why it does not decode (which stops a projection at this event rather
+    /// than failing the whole read).
+    pub meta: Result<EventMeta, String>,
     pub recorded_at: DateTime<Utc>,
 }
 
@@ -57,7 +59,7 @@ impl StoredEvent {
             self.event_type.clone(),
             self.event_version.clone(),
             serde_json::from_str(self.payload.get())?,
-            serde_json::to_value(&self.meta)?,
+            serde_json::to_value(self.meta.as_ref().ok())?,
         ))
     }
 
@@ -73,7 +75,10 @@ impl StoredEvent {
             event_type: row.try_get(5)?,
             event_version: row.try_get(6)?,
             payload: row.try_get::<Json<Box<RawValue>>, _>(7)?.0,
-            meta: row.try_get::<Json<EventMeta>, _>(8)?.0,
+            meta: row
+                .try_get::<Json<EventMeta>, _>(8)
+                .map(|m| m.0)
+                .map_err(|e| format!("metadata does not decode: {e}")),
             recorded_at: row.try_get(9)?,
         })
     }

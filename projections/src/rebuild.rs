@@ -147,7 +147,10 @@ async fn fill_in_tx(
         if let Err(error) = projection.apply(&mut *conn, tables, &batch).await {
             return Err(RebuildError::Apply {
                 projection: projection.name(),
-                position: error.index.and_then(|i| batch.get(i)).map_or(last, |e| e.position),
+                position: error
+                    .index
+                    .and_then(|i| batch.get(i))
+                    .map_or(last, |e| e.position),
                 message: error.message,
             });
         }
@@ -191,8 +194,15 @@ pub async fn rebuild(
         .bind(projection.name())
         .execute(&mut *tx)
         .await?;
-    let (at, tail) =
-        fill_in_tx(&mut tx, projection, &tables, at, Position::END, options.batch_size).await?;
+    let (at, tail) = fill_in_tx(
+        &mut tx,
+        projection,
+        &tables,
+        at,
+        Position::END,
+        options.batch_size,
+    )
+    .await?;
     applied += tail;
     for table in projection.tables() {
         swap_table(&mut tx, table, &format!("{table}{REBUILD_SUFFIX}")).await?;
@@ -259,10 +269,11 @@ async fn swap_table(conn: &mut PgConnection, live: &str, shadow: &str) -> Result
 }
 
 async fn live_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Position, sqlx::Error> {
-    let row = sqlx::query("SELECT tx_id::text, position FROM projection_checkpoints WHERE name = $1")
-        .bind(name)
-        .fetch_optional(conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT tx_id::text, position FROM projection_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(conn)
+            .await?;
     Ok(row.map_or(Position::START, |r| position_from(r.get(0), r.get(1))))
 }
 
@@ -285,7 +296,10 @@ impl VerifyReport {
 }
 
 /// Rebuilds `projection` into scratch tables up to its live checkpoint and compares.
-pub async fn verify(pool: &PgPool, projection: &dyn Projection) -> Result<VerifyReport, RebuildError> {
+pub async fn verify(
+    pool: &PgPool,
+    projection: &dyn Projection,
+) -> Result<VerifyReport, RebuildError> {
     let mut conn = pool.acquire().await?;
     let tables = create_shadows(&mut conn, projection, VERIFY_SUFFIX).await?;
     let first = live_checkpoint(&mut conn, projection.name()).await?;
@@ -308,8 +322,7 @@ pub async fn verify(pool: &PgPool, projection: &dyn Projection) -> Result<Verify
             .execute(&mut *tx)
             .await?;
         let checkpoint = live_checkpoint(&mut tx, projection.name()).await?;
-        let (_, tail) =
-            fill_in_tx(&mut tx, projection, &tables, at, checkpoint, 10_000).await?;
+        let (_, tail) = fill_in_tx(&mut tx, projection, &tables, at, checkpoint, 10_000).await?;
         events += tail;
         let mut report = VerifyReport {
             projection: projection.name(),

@@ -179,7 +179,9 @@ pub async fn catch_up(
     };
     let mut next: JoinHandle<Result<Vec<StoredEvent>, sqlx::Error>> = prefetch(from);
     loop {
-        let batch = next.await.map_err(|e| sqlx::Error::Protocol(e.to_string()))??;
+        let batch = next
+            .await
+            .map_err(|e| sqlx::Error::Protocol(e.to_string()))??;
         let Some(last) = batch.last().map(|e| e.position) else {
             return Ok(CatchUp::CaughtUp { applied });
         };
@@ -212,7 +214,11 @@ pub async fn catch_up(
                 };
                 let message = format!(
                     "{} {} #{} ({}) at {}: {message}",
-                    event.aggregate_type, event.aggregate_id, event.sequence, event.event_type, event.position
+                    event.aggregate_type,
+                    event.aggregate_id,
+                    event.sequence,
+                    event.event_type,
+                    event.position
                 );
                 record_failure(conn, projection, event, &message).await?;
                 return Ok(CatchUp::Failed {
@@ -282,7 +288,11 @@ impl Wakeups {
             loop {
                 match PgListener::connect_with(&pool).await {
                     Ok(mut listener) => {
-                        if listener.listen(commands::store::EVENTS_CHANNEL).await.is_ok() {
+                        if listener
+                            .listen(commands::store::EVENTS_CHANNEL)
+                            .await
+                            .is_ok()
+                        {
                             while listener.recv().await.is_ok() {
                                 tx.send_modify(|n| *n += 1);
                             }
@@ -413,9 +423,14 @@ async fn upgrade_if_needed(
             to = projection.version(),
             "projection version changed: rebuilding"
         );
-        crate::rebuild::rebuild(pool, projection, &crate::rebuild::RebuildOptions::default(), |_, _| {})
-            .await
-            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        crate::rebuild::rebuild(
+            pool,
+            projection,
+            &crate::rebuild::RebuildOptions::default(),
+            |_, _| {},
+        )
+        .await
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     }
     Ok(())
 }

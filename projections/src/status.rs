@@ -69,12 +69,10 @@ pub async fn all(pool: &PgPool) -> Result<Vec<ProjectionStatus>, sqlx::Error> {
                 stored_version: None,
                 checkpoint: Position::START,
                 events_applied: 0,
-                lag: sqlx::query_scalar(
-                    "SELECT count(*) FROM (SELECT 1 FROM events LIMIT $1) e",
-                )
-                .bind(LAG_COUNT_CAP)
-                .fetch_one(pool)
-                .await?,
+                lag: sqlx::query_scalar("SELECT count(*) FROM (SELECT 1 FROM events LIMIT $1) e")
+                    .bind(LAG_COUNT_CAP)
+                    .fetch_one(pool)
+                    .await?,
                 status: "not started".to_string(),
                 failed_position: None,
                 last_error: None,

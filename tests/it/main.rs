@@ -1,1 +1,6 @@
+//! Integration and end-to-end tests, one binary (one link) for all of them.
 
+mod api;
+mod concurrency;
+mod event_store;
+mod projections_it;

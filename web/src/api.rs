@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use commands::{ConflictPolicy, EventMeta, DEFAULT_TENANT_ID};
+use commands::{ConflictPolicy, EventMeta, Executed, DEFAULT_TENANT_ID};
 use domain::company::{Company, CompanyChanges, CompanyCommand};
 use domain::values::{Amount, CompanyName};
 use domain::ValidationError;
@@ -23,37 +23,45 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/companies", get(list_companies).post(create_company))
+        .route(
+            "/api/v1/companies",
+            get(list_companies).post(create_company),
+        )
         .route(
             "/api/v1/companies/{id}",
             get(get_company).patch(update_company),
         )
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(crate::error::render_problems))
 }
 
 /// `Json` whose rejections are problem documents.
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T> FromRequest<S> for ApiJson<T>
-where
-    Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
-{
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Json::<T>::from_request(req, state)
-            .await
-            .map(|Json(value)| ApiJson(value))
-            .map_err(ApiError::from)
+        let Json(value) = Json::<Value>::from_request(req, state).await?;
+        // serde would also read a struct from an array (`[1, 2]`): only objects are accepted.
+        if !value.is_object() {
+            return Err(ApiError::Rejected {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: "the body must be a JSON object".into(),
+            });
+        }
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::Rejected {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: e.to_string(),
+            })
     }
 }
 
 /// Parses an id from the path, saying so when it is not a UUID.
 pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| {
-        ApiError::BadRequest(format!("{what} id {raw:?} is not valid: ids are UUIDs"))
-    })
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::BadRequest(format!("{what} id {raw:?} is not valid: ids are UUIDs")))
 }
 
 /// A company as the API shows it.
@@ -65,8 +73,9 @@ pub struct CompanyJson {
     pub status: &'static str,
     pub archived: bool,
     pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    /// Null only when the read model lags behind the write just made (see `from_state`).
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
 }
 
 impl From<CompanyRow> for CompanyJson {
@@ -78,8 +87,31 @@ impl From<CompanyRow> for CompanyJson {
             status: if row.archived { "archived" } else { "active" },
             archived: row.archived,
             version: row.version,
-            created_at: row.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            updated_at: row.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            created_at: Some(
+                row.created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+            updated_at: Some(
+                row.updated_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+        }
+    }
+}
+
+impl CompanyJson {
+    /// The company as the command left it, for when the read model has not caught up within
+    /// the read-your-writes wait (a stuck projection must not turn a saved write into an error).
+    fn from_state(id: Uuid, state: &Company, version: usize) -> Self {
+        Self {
+            id,
+            name: state.name.clone(),
+            monthly_rate: state.monthly_rate.unwrap_or(Amount::ZERO).to_string(),
+            status: if state.archived { "archived" } else { "active" },
+            archived: state.archived,
+            version: version as i64,
+            created_at: None,
+            updated_at: None,
         }
     }
 }
@@ -154,14 +186,31 @@ async fn read_company(state: &AppState, id: Uuid) -> Result<CompanyRow, ApiError
         .ok_or_else(|| ApiError::NotFound(format!("company {id} not found")))
 }
 
+/// The response after a command: the read model once it shows this command's result, else
+/// the command's own outcome.
+async fn after_command(
+    state: &AppState,
+    id: Uuid,
+    done: &Executed<Company>,
+) -> Result<CompanyJson, ApiError> {
+    state
+        .read_your_writes(&["companies"], "company", &done.aggregate_id, done.version)
+        .await;
+    Ok(
+        match companies::get(&state.pool, DEFAULT_TENANT_ID, id).await? {
+            Some(row) if row.version >= done.version as i64 => row.into(),
+            _ => CompanyJson::from_state(id, &done.state, done.version),
+        },
+    )
+}
+
 async fn create_company(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateCompanyBody>,
 ) -> Result<(StatusCode, Json<CompanyJson>), ApiError> {
-    let name = field_name(body.name.as_ref()).and_then(|n| {
-        n.ok_or_else(|| ValidationError::new("name", "is required"))
-    });
+    let name = field_name(body.name.as_ref())
+        .and_then(|n| n.ok_or_else(|| ValidationError::new("name", "is required")));
     let rate = field_rate(body.monthly_rate.as_ref()).map(|r| r.unwrap_or(Amount::ZERO));
     let (name, monthly_rate) = match (name, rate) {
         (Ok(name), Ok(rate)) => (name, rate),
@@ -179,10 +228,10 @@ async fn create_company(
             ConflictPolicy::Report,
         )
         .await?;
-    state
-        .read_your_writes(&["companies"], "company", &done.aggregate_id, done.version)
-        .await;
-    Ok((StatusCode::CREATED, Json(read_company(&state, id).await?.into())))
+    Ok((
+        StatusCode::CREATED,
+        Json(after_command(&state, id, &done).await?),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,9 +318,7 @@ async fn update_company(
             monthly_rate,
             archived,
         },
-        (name, rate, archived) => {
-            return Err(invalid([name.err(), rate.err(), archived.err()]))
-        }
+        (name, rate, archived) => return Err(invalid([name.err(), rate.err(), archived.err()])),
     };
     let meta = command_meta(&headers)?;
     let done = state
@@ -284,8 +331,5 @@ async fn update_company(
             ConflictPolicy::RetryOnce,
         )
         .await?;
-    state
-        .read_your_writes(&["companies"], "company", &done.aggregate_id, done.version)
-        .await;
-    Ok(Json(read_company(&state, id).await?.into()))
+    Ok(Json(after_command(&state, id, &done).await?))
 }

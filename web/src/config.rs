@@ -62,8 +62,11 @@ impl Config {
                 message: "must be a whole number from 2 to 1000".into(),
             });
         }
-        let projection_batch: i64 =
-            parse("ST_PROJECTION_BATCH", 2000, "a whole number from 1 to 100000")?;
+        let projection_batch: i64 = parse(
+            "ST_PROJECTION_BATCH",
+            2000,
+            "a whole number from 1 to 100000",
+        )?;
         if !(1..=100_000).contains(&projection_batch) {
             return Err(ConfigError {
                 var: "ST_PROJECTION_BATCH",

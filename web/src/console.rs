@@ -3,14 +3,14 @@
 //! A form with bad input is shown again with the messages next to their fields and the input
 //! kept; a success redirects (303) with a flash message.
 
+use askama::Template;
+use askama_web::WebTemplate;
 use axum::extract::{Form, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use askama::Template;
-use askama_web::WebTemplate;
 use chrono::{DateTime, Utc};
 use commands::{CommandError, ConflictPolicy, EventMeta, DEFAULT_TENANT_ID};
 use domain::company::{Company, CompanyCommand, CompanyError};
@@ -208,7 +208,8 @@ fn internal_page(error: impl std::fmt::Display) -> Response {
         ErrorPage {
             flash: None,
             title: "Something went wrong",
-            message: "The server could not complete this request. It has been logged; please try again.",
+            message:
+                "The server could not complete this request. It has been logged; please try again.",
         },
     )
         .into_response()
@@ -320,7 +321,14 @@ async fn list_page(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let params = params.map(|Query(p)| p).unwrap_or_default();
-    render_list(&state, &cookies, &params, CompanyFormView::default(), StatusCode::OK).await
+    render_list(
+        &state,
+        &cookies,
+        &params,
+        CompanyFormView::default(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -406,14 +414,23 @@ struct HistoryView {
 
 fn describe(event_type: &str, payload: &serde_json::Value) -> String {
     let body = payload.get(event_type).unwrap_or(payload);
-    let text = |key: &str| body.get(key).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+    let text = |key: &str| {
+        body.get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_owned()
+    };
     match event_type {
         "CompanyRegistered" => format!(
             "Registered as {} at {} a month",
             text("name"),
             text("monthly_rate")
         ),
-        "CompanyRenamed" => format!("Renamed to {} (was {})", text("name"), text("previous_name")),
+        "CompanyRenamed" => format!(
+            "Renamed to {} (was {})",
+            text("name"),
+            text("previous_name")
+        ),
         "MonthlyRateSet" => format!(
             "Monthly rate set to {} (was {})",
             text("monthly_rate"),
@@ -572,7 +589,14 @@ async fn rename(
     match CompanyName::parse(&form.name) {
         Ok(name) => {
             let done = format!("Renamed to {name}.");
-            company_command(&state, &cookies, &id, CompanyCommand::Rename { name }, &done).await
+            company_command(
+                &state,
+                &cookies,
+                &id,
+                CompanyCommand::Rename { name },
+                &done,
+            )
+            .await
         }
         Err(e) => {
             let view = CompanyFormView {
@@ -581,8 +605,14 @@ async fn rename(
                 name_error: Some(format!("Name {}", e.message)),
                 rate_error: None,
             };
-            render_company(&state, &cookies, &id, Some(view), StatusCode::UNPROCESSABLE_ENTITY)
-                .await
+            render_company(
+                &state,
+                &cookies,
+                &id,
+                Some(view),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
     }
 }
@@ -616,8 +646,14 @@ async fn set_rate(
                 name_error: None,
                 rate_error: Some(format!("Monthly rate {}", e.message)),
             };
-            render_company(&state, &cookies, &id, Some(view), StatusCode::UNPROCESSABLE_ENTITY)
-                .await
+            render_company(
+                &state,
+                &cookies,
+                &id,
+                Some(view),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
     }
 }
@@ -660,7 +696,13 @@ mod tests {
 
     #[test]
     fn flash_messages_survive_the_cookie() {
-        for message in ["Added Acme & Sons, Ltd.", "Renamed to Ünïcode; “quotes” 100%", "", "%", "%é1"] {
+        for message in [
+            "Added Acme & Sons, Ltd.",
+            "Renamed to Ünïcode; “quotes” 100%",
+            "",
+            "%",
+            "%é1",
+        ] {
             assert_eq!(percent_decode(&percent_encode(message)), message);
         }
     }

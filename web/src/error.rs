@@ -136,13 +136,15 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(e) => {
                 // serde's message, without axum's generic prefix.
                 let text = e.body_text();
-                text.split_once(": ").map_or(text.clone(), |(_, rest)| rest.to_owned())
+                text.split_once(": ")
+                    .map_or(text.clone(), |(_, rest)| rest.to_owned())
             }
             JsonRejection::JsonSyntaxError(e) => {
                 let text = e.body_text();
                 format!(
                     "the body is not valid JSON: {}",
-                    text.split_once(": ").map_or(text.as_str(), |(_, rest)| rest)
+                    text.split_once(": ")
+                        .map_or(text.as_str(), |(_, rest)| rest)
                 )
             }
             JsonRejection::MissingJsonContentType(_) => {
@@ -169,7 +171,8 @@ impl From<QueryRejection> for ApiError {
         let text = rejection.body_text();
         Self::BadRequest(format!(
             "bad query string: {}",
-            text.split_once(": ").map_or(text.as_str(), |(_, rest)| rest)
+            text.split_once(": ")
+                .map_or(text.as_str(), |(_, rest)| rest)
         ))
     }
 }
@@ -215,8 +218,14 @@ mod tests {
     #[test]
     fn each_error_kind_maps_to_its_status() {
         let status = |e: ApiError| e.problem().status;
-        assert_eq!(status(CommandError::Domain(CompanyError::NotFound).into()), 404);
-        assert_eq!(status(CommandError::Domain(CompanyError::Archived).into()), 409);
+        assert_eq!(
+            status(CommandError::Domain(CompanyError::NotFound).into()),
+            404
+        );
+        assert_eq!(
+            status(CommandError::Domain(CompanyError::Archived).into()),
+            409
+        );
         assert_eq!(status(CommandError::<CompanyError>::Conflict.into()), 409);
         assert_eq!(status(CommandError::<CompanyError>::NotFound.into()), 404);
         assert_eq!(

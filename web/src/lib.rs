@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(console::router())
         .fallback(error::not_found_fallback)
         .with_state(state)
+        .layer(axum::middleware::from_fn(error::render_problems))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

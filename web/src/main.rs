@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use web::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "supporttracker", version, about = "SupportTracker: service management for MSPs and ISPs")]
+#[command(
+    name = "supporttracker",
+    version,
+    about = "SupportTracker: service management for MSPs and ISPs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,0 +1,335 @@
+//! The event store against real PostgreSQL: metadata, idempotency, conflicts, tenants,
+//! upcasting.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use commands::{
+    CommandError, ConflictPolicy, EventMeta, EventStore, StoredAggregate, DEFAULT_TENANT_ID,
+};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use cqrs_es::{Aggregate, DomainEvent};
+use domain::company::{Company, CompanyCommand};
+use domain::values::{Amount, CompanyName};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Row};
+use st_tests::TestDb;
+use uuid::Uuid;
+
+fn register(name: &str) -> CompanyCommand {
+    CompanyCommand::Register {
+        name: CompanyName::parse(name).unwrap(),
+        monthly_rate: Amount::parse("monthly_rate", "100").unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn appended_events_carry_position_transaction_time_and_metadata() {
+    let db = TestDb::new().await;
+    let store = EventStore::new(db.pool.clone());
+    let meta = EventMeta::new(DEFAULT_TENANT_ID, "user:42");
+    let id = meta.new_aggregate_id().to_string();
+    let done = store
+        .execute::<Company>(&id, register("Acme"), &(), &meta, ConflictPolicy::Report)
+        .await
+        .unwrap();
+    assert_eq!(done.version, 1);
+    assert!(!done.replayed);
+    let row = sqlx::query(
+        "SELECT global_position, tx_id::text, recorded_at, metadata, event_type, event_version
+           FROM events WHERE aggregate_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(row.get::<i64, _>(0) > 0);
+    assert!(row.get::<String, _>(1).parse::<u64>().unwrap() > 0);
+    let metadata: serde_json::Value = row.get(3);
+    assert_eq!(metadata["tenant_id"], DEFAULT_TENANT_ID.to_string());
+    assert_eq!(metadata["actor"], "user:42");
+    assert_eq!(metadata["command_id"], meta.command_id.to_string());
+    assert_eq!(metadata["correlation_id"], meta.correlation_id.to_string());
+    assert!(metadata.get("causation_id").is_some());
+    assert_eq!(row.get::<String, _>(4), "CompanyRegistered");
+    assert_eq!(row.get::<String, _>(5), "1");
+}
+
+#[tokio::test]
+async fn a_command_sent_again_appends_nothing_and_returns_the_first_outcome() {
+    let db = TestDb::new().await;
+    let store = EventStore::new(db.pool.clone());
+    let meta = EventMeta::new(DEFAULT_TENANT_ID, "api");
+    let id = meta.new_aggregate_id().to_string();
+    let first = store
+        .execute::<Company>(&id, register("Acme"), &(), &meta, ConflictPolicy::Report)
+        .await
+        .unwrap();
+    // Same command id, even with a different body: it is the same command.
+    let again = store
+        .execute::<Company>(&id, register("Other"), &(), &meta, ConflictPolicy::Report)
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.events, first.events);
+    assert_eq!(again.state.name, "Acme");
+    assert_eq!(again.version, 1);
+
+    // A later command, then the first one again: still nothing new, and the outcome is the
+    // state right after the first run, not the current one.
+    let rename = EventMeta::new(DEFAULT_TENANT_ID, "api");
+    store
+        .execute::<Company>(
+            &id,
+            CompanyCommand::Rename {
+                name: CompanyName::parse("Acme 2").unwrap(),
+            },
+            &(),
+            &rename,
+            ConflictPolicy::Report,
+        )
+        .await
+        .unwrap();
+    let third = store
+        .execute::<Company>(&id, register("Acme"), &(), &meta, ConflictPolicy::Report)
+        .await
+        .unwrap();
+    assert!(third.replayed);
+    assert_eq!(third.state.name, "Acme");
+    assert_eq!(db.count("SELECT count(*) FROM events").await, 2);
+}
+
+#[tokio::test]
+async fn concurrent_retries_of_one_command_append_once() {
+    let db = TestDb::new().await;
+    let store = EventStore::new(db.pool.clone());
+    let meta = EventMeta::new(DEFAULT_TENANT_ID, "api");
+    let id = meta.new_aggregate_id().to_string();
+    let attempts = (0..8).map(|_| {
+        let store = store.clone();
+        let meta = meta.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            store
+                .execute::<Company>(&id, register("Acme"), &(), &meta, ConflictPolicy::Report)
+                .await
+        })
+    });
+    for attempt in futures::future::join_all(attempts).await {
+        let done = attempt.unwrap().expect("every retry succeeds");
+        assert_eq!(done.version, 1);
+    }
+    assert_eq!(db.count("SELECT count(*) FROM events").await, 1);
+}
+
+#[tokio::test]
+async fn another_tenants_aggregate_is_not_found() {
+    let db = TestDb::new().await;
+    let store = EventStore::new(db.pool.clone());
+    let meta = EventMeta::new(DEFAULT_TENANT_ID, "api");
+    let id = meta.new_aggregate_id().to_string();
+    store
+        .execute::<Company>(&id, register("Acme"), &(), &meta, ConflictPolicy::Report)
+        .await
+        .unwrap();
+    let intruder = EventMeta::new(Uuid::new_v4(), "api");
+    let result = store
+        .execute::<Company>(
+            &id,
+            CompanyCommand::Archive,
+            &(),
+            &intruder,
+            ConflictPolicy::Report,
+        )
+        .await;
+    assert!(matches!(result, Err(CommandError::NotFound)), "{result:?}");
+    assert_eq!(db.count("SELECT count(*) FROM events").await, 1);
+}
+
+#[tokio::test]
+async fn refused_commands_append_nothing() {
+    let db = TestDb::new().await;
+    let store = EventStore::new(db.pool.clone());
+    let meta = EventMeta::new(DEFAULT_TENANT_ID, "api");
+    let result = store
+        .execute::<Company>(
+            &Uuid::new_v4().to_string(),
+            CompanyCommand::Archive,
+            &(),
+            &meta,
+            ConflictPolicy::Report,
+        )
+        .await;
+    assert!(matches!(result, Err(CommandError::Domain(_))));
+    assert_eq!(db.count("SELECT count(*) FROM events").await, 0);
+}
+
+// A test aggregate whose `handle` lets another writer append first, so conflicts happen on
+// purpose rather than by luck.
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Tally {
+    total: i64,
+    count: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Add(i64);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum TallyEvent {
+    Added { amount: i64 },
+}
+
+impl DomainEvent for TallyEvent {
+    fn event_type(&self) -> String {
+        "Added".into()
+    }
+    fn event_version(&self) -> String {
+        "2".into()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+struct Interloper {
+    pool: PgPool,
+    /// How many more times another writer slips in before our append.
+    times: AtomicUsize,
+}
+
+impl Aggregate for Tally {
+    const TYPE: &'static str = "tally";
+    type Command = Add;
+    type Event = TallyEvent;
+    type Error = Never;
+    type Services = Interloper;
+
+    async fn handle(
+        &mut self,
+        cmd: Add,
+        services: &Interloper,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Never> {
+        if services.times.load(Ordering::SeqCst) > 0 {
+            services.times.fetch_sub(1, Ordering::SeqCst);
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+                 VALUES ('tally', 't', $1, 'Added', '2', '{\"Added\": {\"amount\": 1000}}', $2)",
+            )
+            .bind(self.count + 1)
+            .bind(serde_json::json!({"tenant_id": DEFAULT_TENANT_ID, "actor": "other", "command_id": Uuid::new_v4(), "correlation_id": Uuid::new_v4(), "causation_id": null}))
+            .execute(&services.pool)
+            .await
+            .unwrap();
+        }
+        sink.write(TallyEvent::Added { amount: cmd.0 }, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: TallyEvent) {
+        let TallyEvent::Added { amount } = event;
+        self.total += amount;
+        self.count += 1;
+    }
+}
+
+/// Version 1 stored `{"Added": {"n": 5}}`; version 2 renamed the field.
+struct RenameN;
+impl EventUpcaster for RenameN {
+    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
+        event_type == "Added" && event_version == "1"
+    }
+    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
+        let n = event.payload["Added"]["n"].clone();
+        event.payload = serde_json::json!({"Added": {"amount": n}});
+        event.event_version = "2".into();
+        event
+    }
+}
+
+impl StoredAggregate for Tally {
+    fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
+        vec![Box::new(RenameN)]
+    }
+}
+
+#[tokio::test]
+async fn a_conflict_is_retried_once_where_allowed_and_reported_otherwise() {
+    let db = TestDb::new().await;
+    let store = EventStore::new(db.pool.clone());
+    let services = Interloper {
+        pool: db.pool.clone(),
+        times: AtomicUsize::new(1),
+    };
+    let meta = EventMeta::new(DEFAULT_TENANT_ID, "api");
+    let done = store
+        .execute::<Tally>("t", Add(1), &services, &meta, ConflictPolicy::RetryOnce)
+        .await
+        .unwrap();
+    // Decided again on the new state: the other writer's 1000 is in it.
+    assert_eq!((done.state.total, done.version), (1001, 2));
+
+    services.times.store(1, Ordering::SeqCst);
+    let meta = EventMeta::new(DEFAULT_TENANT_ID, "api");
+    let reported = store
+        .execute::<Tally>("t", Add(1), &services, &meta, ConflictPolicy::Report)
+        .await;
+    assert!(
+        matches!(reported, Err(CommandError::Conflict)),
+        "{reported:?}"
+    );
+
+    // A writer that wins twice in a row makes even a retried command a conflict.
+    services.times.store(2, Ordering::SeqCst);
+    let meta = EventMeta::new(DEFAULT_TENANT_ID, "api");
+    let twice = store
+        .execute::<Tally>("t", Add(1), &services, &meta, ConflictPolicy::RetryOnce)
+        .await;
+    assert!(matches!(twice, Err(CommandError::Conflict)), "{twice:?}");
+    // 2 from the first command, 1 + 2 interlopers: nothing of ours after a reported conflict.
+    assert_eq!(
+        db.count("SELECT count(*) FROM events WHERE aggregate_type = 'tally'")
+            .await,
+        5
+    );
+}
+
+#[tokio::test]
+async fn old_event_versions_are_upcast_on_load() {
+    let db = TestDb::new().await;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('tally', 'old', 1, 'Added', '1', '{\"Added\": {\"n\": 5}}', $1)",
+    )
+    .bind(serde_json::json!({"tenant_id": DEFAULT_TENANT_ID, "actor": "import", "command_id": Uuid::new_v4(), "correlation_id": Uuid::new_v4()}))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let store = EventStore::new(db.pool.clone());
+    let services = Interloper {
+        pool: db.pool.clone(),
+        times: AtomicUsize::new(0),
+    };
+    let done = store
+        .execute::<Tally>(
+            "old",
+            Add(2),
+            &services,
+            &EventMeta::new(DEFAULT_TENANT_ID, "t"),
+            ConflictPolicy::Report,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.state.total, 7);
+    // The stored event itself is never rewritten.
+    let version: String = sqlx::query_scalar(
+        "SELECT event_version FROM events WHERE aggregate_id = 'old' AND sequence = 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(version, "1");
+}
