@@ -2,5 +2,6 @@
 
 mod api;
 mod concurrency;
+mod console;
 mod event_store;
 mod projections_it;

@@ -214,6 +214,26 @@ impl TestApp {
         let request = builder
             .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
             .unwrap();
+        self.reply(request).await
+    }
+
+    /// Sends `body` as is, with exactly the given headers (forms, odd content types).
+    pub async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        self.reply(builder.body(Body::from(body.to_owned())).unwrap())
+            .await
+    }
+
+    async fn reply(&self, request: Request<Body>) -> Reply {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
