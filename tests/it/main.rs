@@ -3,5 +3,6 @@
 mod api;
 mod concurrency;
 mod console;
+mod e2e;
 mod event_store;
 mod projections_it;
