@@ -319,3 +319,121 @@ async fn a_rebuild_while_the_runner_tails_loses_and_doubles_nothing() {
         .unwrap()
         .matches());
 }
+
+#[tokio::test]
+async fn runners_in_other_processes_are_woken_by_notify_not_by_polling() {
+    let db = TestDb::new().await;
+    let runner_side = EventStore::new(db.pool.clone());
+    // Polling every minute: only NOTIFY can wake this runner in time.
+    let runners = projections::runner::spawn_all(
+        &db.pool,
+        projections::all(),
+        projections::runner::Wakeups::start(&db.pool, runner_side.subscribe()),
+        RunnerConfig {
+            poll_interval: Duration::from_secs(60),
+            ..Default::default()
+        },
+    );
+    st_tests::process::eventually(Duration::from_secs(10), "the runner to start", || async {
+        db.count("SELECT count(*) FROM projection_checkpoints")
+            .await
+            == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Another "process": its own store, whose in-process signal this runner does not hear.
+    let writer_side = EventStore::new(db.pool.clone());
+    let started = std::time::Instant::now();
+    register(&writer_side, "Woken", "1").await;
+    st_tests::process::eventually(Duration::from_secs(10), "the company to appear", || async {
+        db.count("SELECT count(*) FROM companies").await == 1
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "woken after {:?}",
+        started.elapsed()
+    );
+    for runner in runners {
+        runner.abort();
+    }
+}
+
+#[tokio::test]
+async fn one_runner_per_projection_across_processes() {
+    let db = TestDb::new().await;
+    let store = EventStore::new(db.pool.clone());
+    let config = RunnerConfig {
+        poll_interval: Duration::from_millis(20),
+        ..Default::default()
+    };
+    // Two "instances", each with its own pool, as two processes would have.
+    let other_pool = commands::db::connect(&db.url, 5).await.unwrap();
+    let mut runners = projections::runner::spawn_all(
+        &db.pool,
+        projections::all(),
+        projections::runner::Wakeups::polling_only(),
+        config.clone(),
+    );
+    // The first instance holds the lock (it created the checkpoint) before the second starts.
+    st_tests::process::eventually(
+        Duration::from_secs(10),
+        "the first runner to start",
+        || async {
+            db.count("SELECT count(*) FROM projection_checkpoints")
+                .await
+                == 1
+        },
+    )
+    .await;
+    runners.extend(projections::runner::spawn_all(
+        &other_pool,
+        projections::all(),
+        projections::runner::Wakeups::polling_only(),
+        config,
+    ));
+    for i in 0..300 {
+        register(&store, &format!("C{i}"), "1").await;
+    }
+    st_tests::settle(&db.pool).await;
+    let holders: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(holders, 1, "one runner holds the companies lock");
+    assert_eq!(
+        db.count("SELECT events_applied FROM projection_checkpoints")
+            .await,
+        300
+    );
+    assert!(verify(&db.pool, &CompaniesProjection)
+        .await
+        .unwrap()
+        .matches());
+
+    // The holder's process dies: the standby takes over.
+    for runner in runners.drain(..1) {
+        runner.abort();
+    }
+    db.pool.close().await;
+    let pool = commands::db::connect(&db.url, 5).await.unwrap();
+    let store = EventStore::new(pool.clone());
+    register(&store, "After failover", "1").await;
+    st_tests::process::eventually(
+        Duration::from_secs(20),
+        "the standby to take over",
+        || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM companies")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                == 301
+        },
+    )
+    .await;
+    for runner in runners {
+        runner.abort();
+    }
+}
