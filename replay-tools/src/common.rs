@@ -49,12 +49,19 @@ fn upcast_as<A: StoredAggregate>(event: SerializedEvent) -> SerializedEvent {
 /// How to upcast the events of each aggregate type. `commands::registry::AggregateKind` only
 /// offers `check` and `fold`, not the upcast event itself, which `history` prints; this table
 /// mirrors the registry (a test keeps the two in step).
-const UPCASTERS: &[(&str, fn(SerializedEvent) -> SerializedEvent)] =
-    &[(<domain::company::Company as cqrs_es::Aggregate>::TYPE, upcast_as::<domain::company::Company>)];
+type Upcast = fn(SerializedEvent) -> SerializedEvent;
+
+const UPCASTERS: &[(&str, Upcast)] = &[(
+    <domain::company::Company as cqrs_es::Aggregate>::TYPE,
+    upcast_as::<domain::company::Company>,
+)];
 
 /// Applies the upcasters of the event's aggregate type (none known: unchanged).
 pub fn upcast(event: SerializedEvent) -> SerializedEvent {
-    match UPCASTERS.iter().find(|(name, _)| *name == event.aggregate_type) {
+    match UPCASTERS
+        .iter()
+        .find(|(name, _)| *name == event.aggregate_type)
+    {
         Some((_, upcast)) => upcast(event),
         None => event,
     }

@@ -80,7 +80,12 @@ struct History<'a> {
     events: Vec<HistoryEntry>,
 }
 
-pub async fn history(pool: &PgPool, aggregate_type: &str, id: &str, json: bool) -> anyhow::Result<u8> {
+pub async fn history(
+    pool: &PgPool,
+    aggregate_type: &str,
+    id: &str,
+    json: bool,
+) -> anyhow::Result<u8> {
     aggregate_kind(aggregate_type)?;
     let loaded = load(pool, aggregate_type, id, None).await?;
     if loaded.is_empty() {
@@ -111,12 +116,12 @@ pub async fn history(pool: &PgPool, aggregate_type: &str, id: &str, json: bool) 
             aggregate_id: id,
             events,
         };
-        println!("{}", serde_json::to_string_pretty(&history)?);
+        out!("{}", serde_json::to_string_pretty(&history)?);
         return Ok(0);
     }
-    println!("{aggregate_type} {id}: {} events", events.len());
+    out!("{aggregate_type} {id}: {} events", events.len());
     for e in &events {
-        println!(
+        out!(
             "#{:<4} {}  {} v{}  position {} (tx {})  actor {}  command {}",
             e.sequence,
             e.recorded_at,
@@ -127,9 +132,9 @@ pub async fn history(pool: &PgPool, aggregate_type: &str, id: &str, json: bool) 
             e.actor.as_deref().unwrap_or("?"),
             e.command_id.as_deref().unwrap_or("?"),
         );
-        println!("      {}", e.payload);
+        out!("      {}", e.payload);
         if e.actor.is_none() {
-            println!("      metadata (does not parse): {}", e.metadata);
+            out!("      metadata (does not parse): {}", e.metadata);
         }
     }
     Ok(0)
@@ -186,6 +191,6 @@ pub async fn replay(
         version,
         state,
     };
-    println!("{}", serde_json::to_string_pretty(&replayed)?);
+    out!("{}", serde_json::to_string_pretty(&replayed)?);
     Ok(0)
 }

@@ -9,7 +9,19 @@
 //!
 //! Exit codes: 0 ok; 1 when `verify` finds problems (or the database fails); 2 for usage and
 //! input errors (unknown projection or aggregate type, bad timestamp, missing file, ...), with
-//! a one-line message on stderr.
+//! a one-line message on stderr; 130 when interrupted (Ctrl-C); 141 when stdout was closed
+//! early (`| head`).
+//!
+//! Logs go to stderr, filtered by `ST_LOG` (default `warn`).
+
+/// `println!` that fails (with an `io::Error` the caller propagates) instead of panicking when
+/// stdout is gone, as in `replay-tools history ... | head`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
 
 mod bench;
 mod common;
@@ -49,9 +61,12 @@ enum Command {
     },
     /// Rebuild a projection (or all of them) from the whole log into shadow tables and swap
     /// them in. Safe to interrupt: the next rebuild drops leftover shadows.
+    #[command(
+        group(clap::ArgGroup::new("which").required(true).args(["projection", "all"])),
+        override_usage = "replay-tools rebuild <PROJECTION>\n       replay-tools rebuild --all"
+    )]
     Rebuild {
         /// The projection to rebuild (see `status`).
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
         projection: Option<String>,
         /// Rebuild every projection.
         #[arg(long)]
@@ -101,13 +116,15 @@ enum Command {
         /// Seconds each append / raw-insert run lasts (each is run twice, the best is kept).
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
+        /// Also measure the command path's parts: raw load+insert, append without NOTIFY.
+        #[arg(long)]
+        breakdown: bool,
     },
 }
 
 fn parse_rfc3339(s: &str) -> Result<DateTime<FixedOffset>, String> {
-    DateTime::parse_from_rfc3339(s.trim()).map_err(|e| {
-        format!("{e}; expected an RFC 3339 timestamp such as 2025-03-01T12:00:00Z")
-    })
+    DateTime::parse_from_rfc3339(s.trim())
+        .map_err(|e| format!("{e}; expected an RFC 3339 timestamp such as 2025-03-01T12:00:00Z"))
 }
 
 fn main() -> ExitCode {
@@ -116,7 +133,15 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            if let Some(usage) = error.downcast_ref::<Usage>() {
+            let broken_pipe = error.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                // The reader went away (`| head`): nothing to say, like other Unix tools.
+                ExitCode::from(141)
+            } else if let Some(usage) = error.downcast_ref::<Usage>() {
                 eprintln!("replay-tools: {usage}");
                 ExitCode::from(2)
             } else {
@@ -127,9 +152,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `ST_LOG` (default `warn`; sqlx's slow-statement warnings, which
+/// rebuilds and bulk work trigger by design, only when `ST_LOG` asks for them).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx::query=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -142,10 +169,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Import { file, .. } if file.as_os_str() != "-" && !file.is_file() => {
             return Err(Usage::new(format!("cannot read {}: no such file", file.display())).into());
         }
-        Command::Bench { events, seconds } => {
-            if *events == 0 || !(seconds.is_finite() && *seconds > 0.0) {
-                return Err(Usage::new("bench needs --events > 0 and --seconds > 0").into());
-            }
+        Command::Bench {
+            events, seconds, ..
+        } if *events == 0 || !(seconds.is_finite() && *seconds > 0.0) => {
+            return Err(Usage::new("bench needs --events > 0 and --seconds > 0").into());
         }
         _ => {}
     }
@@ -160,7 +187,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         let pool = commands::db::connect(boot.url(), 4)
             .await
             .context("connecting to PostgreSQL")?;
-        commands::db::migrate(&pool).await.context("migrating the database")?;
+        commands::db::migrate(&pool)
+            .await
+            .context("migrating the database")?;
         // `bench` handles Ctrl-C itself: it must drop its scratch database on the way out.
         let interruptible = !matches!(cli.command, Command::Bench { .. });
         let work = dispatch(cli.command, &pool, &boot);
@@ -172,7 +201,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Ok(130)
             }
         };
-        pool.close().await;
+        // A connection dropped mid-query (Ctrl-C) can make a graceful close wait forever.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), pool.close()).await;
         result
     });
     // Stop background tasks (prefetches, the notifier) before the cluster goes away.
@@ -181,7 +211,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     result
 }
 
-async fn dispatch(command: Command, pool: &sqlx::PgPool, boot: &pgboot::PgBoot) -> anyhow::Result<u8> {
+async fn dispatch(
+    command: Command,
+    pool: &sqlx::PgPool,
+    boot: &pgboot::PgBoot,
+) -> anyhow::Result<u8> {
     match command {
         Command::Status { json } => projections_cmd::status(pool, json).await,
         Command::Rebuild { projection, all } => {
@@ -200,7 +234,11 @@ async fn dispatch(command: Command, pool: &sqlx::PgPool, boot: &pgboot::PgBoot) 
         Command::Verify => verify::verify(pool).await,
         Command::Export { file } => transfer::export(pool, &file).await,
         Command::Import { file, rebuild } => transfer::import(pool, &file, rebuild).await,
-        Command::Bench { events, seconds } => bench::bench(boot, events, seconds).await,
+        Command::Bench {
+            events,
+            seconds,
+            breakdown,
+        } => bench::bench(boot, events, seconds, breakdown).await,
     }
 }
 

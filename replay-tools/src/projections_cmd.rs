@@ -17,9 +17,9 @@ pub async fn status(pool: &PgPool, json: bool) -> anyhow::Result<u8> {
         .await
         .context("reading projection status")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        out!("{}", serde_json::to_string_pretty(&statuses)?);
     } else {
-        print!("{}", status_table(&statuses));
+        out!("{}", status_table(&statuses).trim_end());
     }
     Ok(0)
 }
@@ -150,7 +150,7 @@ pub async fn rebuild_all(
         bar.finish_and_clear();
         let report = report?;
         let seconds = report.elapsed.as_secs_f64();
-        println!(
+        out!(
             "{}: rebuilt from {} events in {:.2} s ({:.0} events/s), checkpoint {}",
             projection.name(),
             report.events,
@@ -162,7 +162,7 @@ pub async fn rebuild_all(
     }
     let elapsed = started.elapsed();
     if selected.len() > 1 {
-        println!(
+        out!(
             "all {} projections: {} events in {:.2} s ({:.0} events/s)",
             selected.len(),
             total_events,
@@ -177,9 +177,12 @@ fn progress_bar(name: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({per_sec}, eta {eta})",
+            "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({rate}, eta {eta})",
         )
-        .expect("valid template"),
+        .expect("valid template")
+        .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} events/s", state.per_sec());
+        }),
     );
     bar.set_prefix(name.to_string());
     bar.enable_steady_tick(Duration::from_millis(200));

@@ -42,6 +42,7 @@ struct ExportLine<'a> {
 
 /// Writes the whole log to `out`, one event per line; returns the number of events. Reads one
 /// consistent snapshot, in batches (keyset on the `(tx_id, global_position)` index).
+/// (`events.tx_id` in ORDER BY: the bare name would be the `int8` output column, unindexed.)
 pub async fn export_to(conn: &mut PgConnection, out: &mut dyn Write) -> anyhow::Result<u64> {
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -55,7 +56,7 @@ pub async fn export_to(conn: &mut PgConnection, out: &mut dyn Write) -> anyhow::
                     event_type, event_version, payload, metadata, recorded_at
                FROM events
               WHERE (tx_id, global_position) > ($1::int8::text::xid8, $2)
-              ORDER BY tx_id, global_position
+              ORDER BY events.tx_id, events.global_position
               LIMIT $3",
         )
         .bind(after.0)
@@ -118,7 +119,7 @@ pub async fn export(pool: &PgPool, file: &Path) -> anyhow::Result<u8> {
     };
     std::fs::rename(&partial, file)
         .with_context(|| format!("renaming {} to {}", partial.display(), file.display()))?;
-    println!(
+    out!(
         "exported {count} events to {} in {:.1} s",
         file.display(),
         started.elapsed().as_secs_f64()
@@ -164,8 +165,10 @@ impl Batch {
         self.sequence.push(line.sequence);
         self.event_type.push(line.event_type);
         self.event_version.push(line.event_version);
-        self.payload.push(String::from(Box::<str>::from(line.payload)));
-        self.metadata.push(String::from(Box::<str>::from(line.metadata)));
+        self.payload
+            .push(String::from(Box::<str>::from(line.payload)));
+        self.metadata
+            .push(String::from(Box::<str>::from(line.metadata)));
         self.recorded_at.push(recorded_at);
     }
 
@@ -223,6 +226,8 @@ fn validate(
     let key = (line.aggregate_type.clone(), line.aggregate_id.clone());
     let expected = last_sequence.get(&key).map_or(1, |s| s + 1);
     if line.sequence != expected {
+        // Judge this aggregate's next lines against this one: one gap, one error.
+        last_sequence.insert(key, line.sequence);
         return Err(format!(
             "{} {}: sequence {} where {expected} was expected (each aggregate's events must \
              come in order, from 1, without gaps)",
@@ -253,7 +258,10 @@ pub struct Imported {
 }
 
 /// Validates every line of `input` and inserts them all in one transaction, or nothing.
-pub async fn import_from(conn: &mut PgConnection, input: &mut dyn BufRead) -> anyhow::Result<Imported> {
+pub async fn import_from(
+    conn: &mut PgConnection,
+    input: &mut dyn BufRead,
+) -> anyhow::Result<Imported> {
     let mut tx = conn.begin().await?;
     let result = import_in_tx(&mut tx, input).await;
     match result {
@@ -268,7 +276,10 @@ pub async fn import_from(conn: &mut PgConnection, input: &mut dyn BufRead) -> an
     }
 }
 
-async fn import_in_tx(conn: &mut PgConnection, input: &mut dyn BufRead) -> anyhow::Result<Imported> {
+async fn import_in_tx(
+    conn: &mut PgConnection,
+    input: &mut dyn BufRead,
+) -> anyhow::Result<Imported> {
     // Keep writers out until the import commits; readers may go on.
     sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
         .execute(&mut *conn)
@@ -295,7 +306,10 @@ async fn import_in_tx(conn: &mut PgConnection, input: &mut dyn BufRead) -> anyho
         let read = match input.read_line(&mut text) {
             Ok(read) => read,
             Err(e) => {
-                return Err(Usage::new(format!("line {number}: cannot read: {e}; nothing imported")).into())
+                return Err(Usage::new(format!(
+                    "line {number}: cannot read: {e}; nothing imported"
+                ))
+                .into())
             }
         };
         if read == 0 {
@@ -331,7 +345,11 @@ async fn import_in_tx(conn: &mut PgConnection, input: &mut dyn BufRead) -> anyho
         }
         return Err(Usage::new(format!(
             "{invalid} invalid lines{}; nothing imported",
-            if invalid > errors.len() as u64 { " (the first ones above)" } else { " (above)" }
+            if invalid > errors.len() as u64 {
+                " (the first ones above)"
+            } else {
+                " (above)"
+            }
         ))
         .into());
     }
@@ -354,7 +372,7 @@ pub async fn import(pool: &PgPool, file: &Path, rebuild: bool) -> anyhow::Result
     let mut conn = pool.acquire().await?;
     let imported = import_from(&mut conn, &mut input).await?;
     drop(conn);
-    println!(
+    out!(
         "imported {} events of {} aggregates in {:.1} s",
         imported.events,
         imported.aggregates,
@@ -363,7 +381,7 @@ pub async fn import(pool: &PgPool, file: &Path, rebuild: bool) -> anyhow::Result
     if rebuild {
         crate::projections_cmd::rebuild_all(pool, &projections::all(), true).await?;
     } else {
-        println!("the read models do not show them yet: run `replay-tools rebuild --all` (or import with --rebuild)");
+        out!("the read models do not show them yet: run `replay-tools rebuild --all` (or import with --rebuild)");
     }
     Ok(0)
 }
@@ -373,7 +391,9 @@ mod tests {
     use super::*;
 
     fn line(sequence: i64, payload: &str) -> String {
-        let meta = serde_json::to_string(&commands::EventMeta::new(commands::DEFAULT_TENANT_ID, "t")).unwrap();
+        let meta =
+            serde_json::to_string(&commands::EventMeta::new(commands::DEFAULT_TENANT_ID, "t"))
+                .unwrap();
         format!(
             r#"{{"aggregate_type":"company","aggregate_id":"c1","sequence":{sequence},"event_type":"CompanyRegistered","event_version":"1","payload":{payload},"metadata":{meta},"recorded_at":"2025-01-02T03:04:05.123456Z"}}"#
         )
@@ -395,23 +415,35 @@ mod tests {
         let mut seen = HashMap::new();
         let error = validate(&line(2, REGISTERED), &mut seen).err().unwrap();
         assert!(error.contains("sequence 2 where 1 was expected"), "{error}");
+        let mut seen = HashMap::new();
         validate(&line(1, REGISTERED), &mut seen).unwrap();
         let error = validate(&line(1, REGISTERED), &mut seen).err().unwrap();
         assert!(error.contains("sequence 1 where 2 was expected"), "{error}");
+        // A gap is reported once; the aggregate's next lines are judged after it.
+        let mut seen = HashMap::new();
+        validate(&line(1, REGISTERED), &mut seen).unwrap();
+        assert!(validate(&line(3, REGISTERED), &mut seen).is_err());
+        let error = validate(&line(3, REGISTERED), &mut seen).err().unwrap();
+        assert!(error.contains("sequence 3 where 4 was expected"), "{error}");
     }
 
     #[test]
     fn bad_lines_say_what_is_wrong() {
         let mut seen = HashMap::new();
-        let error = validate(r#"{"aggregate_type":"company"}"#, &mut seen).err().unwrap();
+        let error = validate(r#"{"aggregate_type":"company"}"#, &mut seen)
+            .err()
+            .unwrap();
         assert!(error.contains("missing field"), "{error}");
         assert!(!error.contains("at line"), "{error}");
-        let error = validate(&line(1, r#"{"Nope":{}}"#), &mut seen).err().unwrap();
+        let error = validate(&line(1, r#"{"Nope":{}}"#), &mut seen)
+            .err()
+            .unwrap();
         assert!(error.contains("company c1 #1"), "{error}");
         let bad_time = line(1, REGISTERED).replace("2025-01-02T03:04:05.123456Z", "yesterday");
         let error = validate(&bad_time, &mut seen).err().unwrap();
         assert!(error.contains("recorded_at"), "{error}");
-        let extra = line(1, REGISTERED).replace("{\"aggregate_type\"", "{\"x\":1,\"aggregate_type\"");
+        let extra =
+            line(1, REGISTERED).replace("{\"aggregate_type\"", "{\"x\":1,\"aggregate_type\"");
         let error = validate(&extra, &mut seen).err().unwrap();
         assert!(error.contains("unknown field"), "{error}");
         assert!(seen.is_empty());

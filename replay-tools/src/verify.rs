@@ -27,13 +27,14 @@ impl Findings {
         }
     }
 
-    fn print(&self) {
+    fn print(&self) -> std::io::Result<()> {
         for problem in &self.shown {
-            println!("    {problem}");
+            out!("    {problem}");
         }
         if self.count > self.shown.len() as u64 {
-            println!("    ... and {} more", self.count - self.shown.len() as u64);
+            out!("    ... and {} more", self.count - self.shown.len() as u64);
         }
+        Ok(())
     }
 }
 
@@ -42,7 +43,10 @@ impl Findings {
 pub fn check_event(event: SerializedEvent) -> Result<(), String> {
     let Some(kind) = commands::registry::find(&event.aggregate_type) else {
         return Err(format!(
-            "unknown aggregate type {:?} (known: {})",
+            "{} {} #{}: unknown aggregate type {:?} (known: {})",
+            event.aggregate_type,
+            event.aggregate_id,
+            event.sequence,
             event.aggregate_type,
             crate::common::known_aggregate_types()
         ));
@@ -52,7 +56,9 @@ pub fn check_event(event: SerializedEvent) -> Result<(), String> {
 }
 
 /// Check 1: streams the whole log in batches (keyset on the `(tx_id, global_position)` index)
-/// and checks every event. Returns the findings and the number of events read.
+/// and checks every event. The ORDER BY names `events.` columns: a bare `tx_id` would mean the
+/// output column `tx_id::text::int8`, which no index serves (a sort of the rest of the table
+/// per batch). Returns the findings and the number of events read.
 async fn check_events(conn: &mut PgConnection) -> anyhow::Result<(Findings, u64)> {
     let mut findings = Findings::default();
     let mut after = (0i64, 0i64);
@@ -63,7 +69,7 @@ async fn check_events(conn: &mut PgConnection) -> anyhow::Result<(Findings, u64)
                     event_type, event_version, payload, metadata
                FROM events
               WHERE (tx_id, global_position) > ($1::int8::text::xid8, $2)
-              ORDER BY tx_id, global_position
+              ORDER BY events.tx_id, events.global_position
               LIMIT $3",
         )
         .bind(after.0)
@@ -86,12 +92,9 @@ async fn check_events(conn: &mut PgConnection) -> anyhow::Result<(Findings, u64)
                 row.try_get(7)?,
                 row.try_get(8)?,
             );
-            let label = format!(
-                "position {position}: {} {} #{}",
-                event.aggregate_type, event.aggregate_id, event.sequence
-            );
+            // Every problem names the event (type, id, sequence) itself.
             if let Err(problem) = check_event(event) {
-                findings.add(|| format!("{label}: {problem}"));
+                findings.add(|| format!("position {position}: {problem}"));
             }
         }
     }
@@ -156,23 +159,23 @@ pub async fn verify(pool: &PgPool) -> anyhow::Result<u8> {
         .await?;
     let started = Instant::now();
     let (events, read) = check_events(&mut tx).await?;
-    println!(
+    out!(
         "events: {read} read in {:.1} s, {} do not decode",
         started.elapsed().as_secs_f64(),
         events.count
     );
-    events.print();
+    events.print()?;
     ok &= events.count == 0;
 
     let started = Instant::now();
     let (sequences, aggregates) = check_sequences(&mut tx).await?;
     tx.commit().await?;
-    println!(
+    out!(
         "sequences: {aggregates} aggregates checked in {:.1} s, {} not contiguous from #1",
         started.elapsed().as_secs_f64(),
         sequences.count
     );
-    sequences.print();
+    sequences.print()?;
     ok &= sequences.count == 0;
 
     // Check 3: every projection against a fresh rebuild up to its checkpoint.
@@ -182,28 +185,35 @@ pub async fn verify(pool: &PgPool) -> anyhow::Result<u8> {
         let status = statuses.iter().find(|s| s.name == projection.name());
         match projections::rebuild::verify(pool, projection.as_ref()).await {
             Ok(report) => {
-                println!(
-                    "projection {}: {} at checkpoint {} ({} events): {} live rows, {} rebuilt, {:.1} s",
+                out!(
+                    "projection {}: {} at checkpoint {} ({} events{}): {} live rows, {} rebuilt, {:.1} s",
                     report.projection,
                     if report.matches() { "matches a rebuild" } else { "DIFFERS from a rebuild" },
                     report.checkpoint,
                     report.events,
+                    status
+                        .filter(|s| s.lag > 0)
+                        .map(|s| format!("; {} more in the log not applied yet", s.lag))
+                        .unwrap_or_default(),
                     report.live_rows,
                     report.rebuilt_rows,
                     started.elapsed().as_secs_f64()
                 );
                 for difference in &report.differences {
-                    println!("    {difference}");
+                    out!("    {difference}");
                 }
                 ok &= report.matches();
             }
             Err(error) => {
-                println!("projection {}: cannot rebuild for comparison: {error}", projection.name());
+                out!(
+                    "projection {}: cannot rebuild for comparison: {error}",
+                    projection.name()
+                );
                 ok = false;
             }
         }
         if let Some(status) = status.filter(|s| !s.healthy()) {
-            println!(
+            out!(
                 "    projection {} is {} at position {}: {}",
                 status.name,
                 status.status,
@@ -213,7 +223,7 @@ pub async fn verify(pool: &PgPool) -> anyhow::Result<u8> {
             ok = false;
         }
         if let Some(status) = status.filter(|s| s.stored_version.is_some_and(|v| v != s.version)) {
-            println!(
+            out!(
                 "    note: projection {} was built by version {} and this build has version {} \
                  (its runner rebuilds it on start)",
                 status.name,
@@ -224,10 +234,10 @@ pub async fn verify(pool: &PgPool) -> anyhow::Result<u8> {
     }
 
     if ok {
-        println!("verify: OK");
+        out!("verify: OK");
         Ok(0)
     } else {
-        println!("verify: PROBLEMS FOUND");
+        out!("verify: PROBLEMS FOUND");
         Ok(1)
     }
 }
@@ -237,7 +247,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn event(aggregate_type: &str, payload: serde_json::Value, metadata: serde_json::Value) -> SerializedEvent {
+    fn event(
+        aggregate_type: &str,
+        payload: serde_json::Value,
+        metadata: serde_json::Value,
+    ) -> SerializedEvent {
         SerializedEvent::new(
             "a".into(),
             1,
@@ -250,7 +264,11 @@ mod tests {
     }
 
     fn meta() -> serde_json::Value {
-        serde_json::to_value(commands::EventMeta::new(commands::DEFAULT_TENANT_ID, "test")).unwrap()
+        serde_json::to_value(commands::EventMeta::new(
+            commands::DEFAULT_TENANT_ID,
+            "test",
+        ))
+        .unwrap()
     }
 
     #[test]
