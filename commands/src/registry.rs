@@ -8,10 +8,16 @@ use crate::store::{decode, upcast, StoredAggregate};
 /// One aggregate type, type-erased for the CLI and `verify`.
 pub struct AggregateKind {
     pub name: &'static str,
+    /// Applies this type's upcasters to one stored event.
+    pub upcast: fn(SerializedEvent) -> SerializedEvent,
     /// Decodes one event (upcasters applied), or says why it does not.
     pub check: fn(SerializedEvent) -> Result<(), String>,
     /// Folds events into the aggregate's state, as JSON.
     pub fold: fn(Vec<SerializedEvent>) -> Result<serde_json::Value, String>,
+}
+
+fn upcast_one<A: StoredAggregate>(event: SerializedEvent) -> SerializedEvent {
+    upcast(event, &A::upcasters())
 }
 
 fn check<A: StoredAggregate>(event: SerializedEvent) -> Result<(), String> {
@@ -30,6 +36,7 @@ fn fold<A: StoredAggregate>(events: Vec<SerializedEvent>) -> Result<serde_json::
 const fn kind<A: StoredAggregate>() -> AggregateKind {
     AggregateKind {
         name: A::TYPE,
+        upcast: upcast_one::<A>,
         check: check::<A>,
         fold: fold::<A>,
     }

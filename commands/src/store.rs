@@ -11,6 +11,13 @@
 //! was executed before; its first outcome is returned and nothing is appended. Commands that
 //! create an aggregate derive the new id from the command id (`EventMeta::new_aggregate_id`),
 //! so a retried "create" lands on the aggregate its first attempt made.
+//!
+//! Recently used aggregates are cached in memory (state, version, tenant, command ids), so a
+//! command usually costs one append and no load. The cache is only a guess: the append still
+//! names the next sequence, so a cache made stale by another process ends in a conflict, and
+//! the command is decided again on freshly loaded events (a "free" retry that does not count
+//! against the command's conflict policy). Decisions the append cannot check — a refusal or
+//! "nothing to change" — are never trusted from the cache: they are made again on fresh events.
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{
@@ -19,12 +26,17 @@ use cqrs_es::persist::{
 use cqrs_es::{Aggregate, DomainEvent};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::meta::EventMeta;
 
 /// An aggregate as the store handles it: how to read its old event versions.
-pub trait StoredAggregate: Aggregate + Clone {
+pub trait StoredAggregate: Aggregate + Clone + 'static {
     /// Upcasters applied, in order, to every stored event of this aggregate type on read.
     fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
         Vec::new()
@@ -80,8 +92,89 @@ pub struct Executed<A: Aggregate> {
 #[derive(Clone)]
 pub struct EventStore {
     pool: PgPool,
-    repo: std::sync::Arc<PostgresEventRepository>,
+    repo: Arc<PostgresEventRepository>,
     appended: watch::Sender<u64>,
+    cache: Arc<AggregateCache>,
+}
+
+/// Aggregates kept in memory by this process, keyed by (aggregate type, id).
+struct AggregateCache {
+    capacity: usize,
+    entries: Mutex<HashMap<(&'static str, String), Cached>>,
+}
+
+struct Cached {
+    state: Box<dyn Any + Send + Sync>,
+    version: usize,
+    tenant_id: Uuid,
+    command_ids: HashSet<Uuid>,
+}
+
+/// Where a command's starting state came from.
+enum Start<A> {
+    /// Guessed (cache or "new aggregate"); only a successful append confirms it.
+    Guess(A, usize),
+    /// Loaded from the log just now.
+    Loaded(A, usize),
+}
+
+/// Default number of aggregates an `EventStore` keeps in memory.
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+
+impl AggregateCache {
+    fn get<A: StoredAggregate>(
+        &self,
+        id: &str,
+        meta: &EventMeta,
+    ) -> Option<Result<(A, usize), ()>> {
+        let entries = self.entries.lock().ok()?;
+        let entry = entries.get(&(A::TYPE, id.to_owned()))?;
+        if entry.tenant_id != meta.tenant_id || entry.command_ids.contains(&meta.command_id) {
+            // Another tenant's aggregate or a repeated command: the full path answers those.
+            return Some(Err(()));
+        }
+        let state = entry.state.downcast_ref::<A>()?.clone();
+        Some(Ok((state, entry.version)))
+    }
+
+    fn put<A: StoredAggregate>(
+        &self,
+        id: &str,
+        state: &A,
+        version: usize,
+        tenant_id: Uuid,
+        command_ids: impl IntoIterator<Item = Uuid>,
+    ) {
+        if self.capacity == 0 {
+            return;
+        }
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        let key = (A::TYPE, id.to_owned());
+        if !entries.contains_key(&key) && entries.len() >= self.capacity {
+            // Evict an arbitrary entry: cheap, and good enough for a cache that only saves a query.
+            if let Some(victim) = entries.keys().next().cloned() {
+                entries.remove(&victim);
+            }
+        }
+        let entry = entries.entry(key).or_insert_with(|| Cached {
+            state: Box::new(()),
+            version: 0,
+            tenant_id,
+            command_ids: HashSet::new(),
+        });
+        entry.state = Box::new(state.clone());
+        entry.version = version;
+        entry.tenant_id = tenant_id;
+        entry.command_ids.extend(command_ids);
+    }
+
+    fn forget<A: StoredAggregate>(&self, id: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&(A::TYPE, id.to_owned()));
+        }
+    }
 }
 
 /// The channel catch-up runners in other processes listen on.
@@ -91,12 +184,25 @@ impl EventStore {
     pub fn new(pool: PgPool) -> Self {
         let (appended, _) = watch::channel(0);
         let store = Self {
-            repo: std::sync::Arc::new(PostgresEventRepository::new(pool.clone())),
+            repo: Arc::new(PostgresEventRepository::new(pool.clone())),
             pool,
             appended,
+            cache: Arc::new(AggregateCache {
+                capacity: DEFAULT_CACHE_CAPACITY,
+                entries: Mutex::new(HashMap::new()),
+            }),
         };
         store.spawn_notifier();
         store
+    }
+
+    /// The same store keeping at most `capacity` aggregates in memory (0: none).
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache = Arc::new(AggregateCache {
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        });
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -118,7 +224,8 @@ impl EventStore {
         let pool = self.pool.clone();
         runtime.spawn(async move {
             while rx.changed().await.is_ok() {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                // Coalesce: one NOTIFY per 20 ms at most, whatever the append rate.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 rx.mark_unchanged();
                 if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
                     .bind(EVENTS_CHANNEL)
@@ -161,48 +268,78 @@ impl EventStore {
         A: StoredAggregate,
         A::Command: Clone,
     {
+        self.run(aggregate_id, command, services, meta, policy, false)
+            .await
+    }
+
+    /// Executes a command that creates the aggregate (its id freshly derived from the command
+    /// id): it is decided on the empty state without loading anything first. Should the
+    /// aggregate exist after all, the append conflicts and the command is decided again on the
+    /// loaded events, so a retried create still returns its first outcome.
+    pub async fn create<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        meta: &EventMeta,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A: StoredAggregate,
+        A::Command: Clone,
+    {
+        self.run(
+            aggregate_id,
+            command,
+            services,
+            meta,
+            ConflictPolicy::Report,
+            true,
+        )
+        .await
+    }
+
+    async fn run<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        meta: &EventMeta,
+        policy: ConflictPolicy,
+        assume_new: bool,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A: StoredAggregate,
+        A::Command: Clone,
+    {
         let metadata =
             serde_json::to_value(meta).map_err(|e| CommandError::Store(e.to_string()))?;
         let mut retried = false;
+        let mut guess = match self.cache.get::<A>(aggregate_id, meta) {
+            Some(Ok((state, version))) => Some((state, version)),
+            Some(Err(())) => None,
+            None if assume_new => Some((A::default(), 0)),
+            None => None,
+        };
         loop {
-            let stored = self
-                .load_serialized::<A>(aggregate_id)
-                .await
-                .map_err(CommandError::Store)?;
-            let mut state = A::default();
-            let mut replay: Option<Executed<A>> = None;
-            for event in &stored {
-                let event_meta = read_meta(event).map_err(CommandError::Corrupt)?;
-                if event_meta.tenant_id != meta.tenant_id {
-                    return Err(CommandError::NotFound);
-                }
-                let payload: A::Event = decode(event).map_err(CommandError::Corrupt)?;
-                if event_meta.command_id == meta.command_id {
-                    let seen = replay.get_or_insert_with(|| Executed {
-                        aggregate_id: aggregate_id.to_owned(),
-                        events: Vec::new(),
-                        state: A::default(),
-                        version: 0,
-                        replayed: true,
-                    });
-                    seen.events.push(payload.clone());
-                    seen.version = event.sequence;
-                }
-                state.apply(payload);
-                if let Some(seen) = replay.as_mut().filter(|s| s.version == event.sequence) {
-                    seen.state = state.clone();
-                }
-            }
-            if let Some(replayed) = replay {
-                return Ok(replayed);
-            }
-            let version = stored.len();
+            let start = match guess.take() {
+                Some((state, version)) => Start::Guess(state, version),
+                None => match self.load_for::<A>(aggregate_id, meta).await? {
+                    Ok((state, version)) => Start::Loaded(state, version),
+                    Err(replayed) => return Ok(replayed),
+                },
+            };
+            let (mut state, version, guessed) = match start {
+                Start::Guess(state, version) => (state, version, true),
+                Start::Loaded(state, version) => (state, version, false),
+            };
             let sink = EventSink::default();
-            state
-                .handle(command.clone(), services, &sink)
-                .await
-                .map_err(CommandError::Domain)?;
+            let decided = state.handle(command.clone(), services, &sink).await;
             let events = sink.collect().await;
+            if guessed && (decided.is_err() || events.is_empty()) {
+                // Only an append can confirm a guess: decide refusals and no-ops on the log.
+                continue;
+            }
+            decided.map_err(CommandError::Domain)?;
             if events.is_empty() {
                 return Ok(Executed {
                     aggregate_id: aggregate_id.to_owned(),
@@ -231,13 +368,25 @@ impl EventStore {
             match self.repo.persist::<A>(&serialized, None).await {
                 Ok(()) => {
                     self.appended.send_modify(|n| *n += 1);
+                    let version = version + events.len();
+                    self.cache.put(
+                        aggregate_id,
+                        &state,
+                        version,
+                        meta.tenant_id,
+                        [meta.command_id],
+                    );
                     return Ok(Executed {
                         aggregate_id: aggregate_id.to_owned(),
-                        version: version + events.len(),
+                        version,
                         events,
                         state,
                         replayed: false,
                     });
+                }
+                Err(PersistenceError::OptimisticLockError) if guessed => {
+                    // The guess was stale: decide again on the log, at no cost to the policy.
+                    self.cache.forget::<A>(aggregate_id);
                 }
                 Err(PersistenceError::OptimisticLockError)
                     if policy == ConflictPolicy::RetryOnce && !retried =>
@@ -261,11 +410,65 @@ impl EventStore {
                             continue;
                         }
                     }
+                    self.cache.forget::<A>(aggregate_id);
                     return Err(CommandError::Conflict);
                 }
-                Err(other) => return Err(CommandError::Store(other.to_string())),
+                Err(other) => {
+                    self.cache.forget::<A>(aggregate_id);
+                    return Err(CommandError::Store(other.to_string()));
+                }
             }
         }
+    }
+
+    /// Loads and folds an aggregate for `meta`'s command: `Ok(Err(executed))` when that command
+    /// was already executed (its first outcome), `Ok(Ok((state, version)))` otherwise.
+    async fn load_for<A: StoredAggregate>(
+        &self,
+        aggregate_id: &str,
+        meta: &EventMeta,
+    ) -> Result<Result<(A, usize), Executed<A>>, CommandError<A::Error>> {
+        let stored = self
+            .load_serialized::<A>(aggregate_id)
+            .await
+            .map_err(CommandError::Store)?;
+        let mut state = A::default();
+        let mut replay: Option<Executed<A>> = None;
+        let mut command_ids = Vec::with_capacity(stored.len());
+        for event in &stored {
+            let event_meta = read_meta(event).map_err(CommandError::Corrupt)?;
+            if event_meta.tenant_id != meta.tenant_id {
+                return Err(CommandError::NotFound);
+            }
+            let payload: A::Event = decode(event).map_err(CommandError::Corrupt)?;
+            if event_meta.command_id == meta.command_id {
+                let seen = replay.get_or_insert_with(|| Executed {
+                    aggregate_id: aggregate_id.to_owned(),
+                    events: Vec::new(),
+                    state: A::default(),
+                    version: 0,
+                    replayed: true,
+                });
+                seen.events.push(payload.clone());
+                seen.version = event.sequence;
+            }
+            command_ids.push(event_meta.command_id);
+            state.apply(payload);
+            if let Some(seen) = replay.as_mut().filter(|s| s.version == event.sequence) {
+                seen.state = state.clone();
+            }
+        }
+        self.cache.put(
+            aggregate_id,
+            &state,
+            stored.len(),
+            meta.tenant_id,
+            command_ids,
+        );
+        Ok(match replay {
+            Some(replayed) => Err(replayed),
+            None => Ok((state, stored.len())),
+        })
     }
 
     /// The (tx_id, global_position) of an event, for read-your-writes waits.

@@ -97,13 +97,15 @@ pub async fn read_batch<'e>(
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT tx_id::text::int8, global_position, aggregate_type, aggregate_id, sequence,
-                event_type, event_version, payload, metadata, recorded_at
-           FROM events
-          WHERE (tx_id, global_position) > ($1::int8::text::xid8, $2)
-            AND (tx_id, global_position) <= ($3::int8::text::xid8, $4)
-            AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY tx_id, global_position
+        // ORDER BY names the table's columns: a bare `tx_id` would mean the output column
+        // (the int8 cast), which no index serves, and every batch would sort the whole tail.
+        "SELECT e.tx_id::text::int8 AS tx, e.global_position, e.aggregate_type, e.aggregate_id,
+                e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at
+           FROM events e
+          WHERE (e.tx_id, e.global_position) > ($1::int8::text::xid8, $2)
+            AND (e.tx_id, e.global_position) <= ($3::int8::text::xid8, $4)
+            AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY e.tx_id, e.global_position
           LIMIT $5",
     )
     .bind(after.tx_id)

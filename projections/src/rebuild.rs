@@ -80,18 +80,29 @@ async fn drop_shadows(
     Ok(())
 }
 
-/// Applies every readable event after `from` and not after `until` to `tables`, reading the
-/// next batch while the current one is written. Returns the last position applied.
+/// A stretch of the log: after `from`, not after `until`, read `batch_size` events at a time.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    from: Position,
+    until: Position,
+    batch_size: i64,
+}
+
+/// Applies every readable event of `span` to `tables`, reading the next batch while the
+/// current one is written. Returns the last position applied and the number of events.
 async fn fill(
     pool: &PgPool,
     conn: &mut PgConnection,
     projection: &dyn Projection,
     tables: &Tables,
-    from: Position,
-    until: Position,
-    batch_size: i64,
+    span: Span,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(Position, u64), RebuildError> {
+    let Span {
+        from,
+        until,
+        batch_size,
+    } = span;
     let prefetch = |after: Position| -> JoinHandle<Result<Vec<StoredEvent>, sqlx::Error>> {
         let pool = pool.clone();
         tokio::spawn(async move { read_batch(&pool, after, until, batch_size).await })
@@ -175,16 +186,14 @@ pub async fn rebuild(
         .fetch_one(&mut *conn)
         .await?;
     let total = total as u64;
-    let (at, mut applied) = fill(
-        pool,
-        &mut conn,
-        projection,
-        &tables,
-        Position::START,
-        Position::END,
-        options.batch_size,
-        &mut |done| progress(done, total.max(done)),
-    )
+    let span = Span {
+        from: Position::START,
+        until: Position::END,
+        batch_size: options.batch_size,
+    };
+    let (at, mut applied) = fill(pool, &mut conn, projection, &tables, span, &mut |done| {
+        progress(done, total.max(done))
+    })
     .await?;
 
     // The swap: hold the checkpoint row so the live runner waits, apply what came in
@@ -304,17 +313,13 @@ pub async fn verify(
     let tables = create_shadows(&mut conn, projection, VERIFY_SUFFIX).await?;
     let first = live_checkpoint(&mut conn, projection.name()).await?;
     let result = async {
-        let (at, mut events) = fill(
-            pool,
-            &mut conn,
-            projection,
-            &tables,
-            Position::START,
-            first,
-            RebuildOptions::default().batch_size,
-            &mut |_| {},
-        )
-        .await?;
+        let span = Span {
+            from: Position::START,
+            until: first,
+            batch_size: RebuildOptions::default().batch_size,
+        };
+        let (at, mut events) =
+            fill(pool, &mut conn, projection, &tables, span, &mut |_| {}).await?;
         // Pause the live runner and catch the scratch tables up to exactly its checkpoint.
         let mut tx = conn.begin().await?;
         sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use commands::registry::{AggregateKind, AGGREGATES};
-use commands::StoredAggregate;
 use cqrs_es::persist::SerializedEvent;
 
 /// A usage or input error: printed as one line, exit code 2.
@@ -42,27 +41,10 @@ pub fn known_aggregate_types() -> String {
         .join(", ")
 }
 
-fn upcast_as<A: StoredAggregate>(event: SerializedEvent) -> SerializedEvent {
-    commands::store::upcast(event, &A::upcasters())
-}
-
-/// How to upcast the events of each aggregate type. `commands::registry::AggregateKind` only
-/// offers `check` and `fold`, not the upcast event itself, which `history` prints; this table
-/// mirrors the registry (a test keeps the two in step).
-type Upcast = fn(SerializedEvent) -> SerializedEvent;
-
-const UPCASTERS: &[(&str, Upcast)] = &[(
-    <domain::company::Company as cqrs_es::Aggregate>::TYPE,
-    upcast_as::<domain::company::Company>,
-)];
-
 /// Applies the upcasters of the event's aggregate type (none known: unchanged).
 pub fn upcast(event: SerializedEvent) -> SerializedEvent {
-    match UPCASTERS
-        .iter()
-        .find(|(name, _)| *name == event.aggregate_type)
-    {
-        Some((_, upcast)) => upcast(event),
+    match commands::registry::find(&event.aggregate_type) {
+        Some(kind) => (kind.upcast)(event),
         None => event,
     }
 }
@@ -75,17 +57,6 @@ pub fn rfc3339(at: &DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_registered_aggregate_type_has_its_upcasters_here() {
-        for kind in AGGREGATES {
-            assert!(
-                UPCASTERS.iter().any(|(name, _)| *name == kind.name),
-                "add {} to replay-tools' UPCASTERS",
-                kind.name
-            );
-        }
-    }
 
     #[test]
     fn unknown_aggregate_types_list_the_known_ones() {

@@ -259,7 +259,9 @@ impl StoredAggregate for Tally {
 #[tokio::test]
 async fn a_conflict_is_retried_once_where_allowed_and_reported_otherwise() {
     let db = TestDb::new().await;
-    let store = EventStore::new(db.pool.clone());
+    // Without the cache, every command loads first: the interloper then always lands between
+    // our load and our append.
+    let store = EventStore::new(db.pool.clone()).with_cache_capacity(0);
     let services = Interloper {
         pool: db.pool.clone(),
         times: AtomicUsize::new(1),
@@ -332,4 +334,157 @@ async fn old_event_versions_are_upcast_on_load() {
     .await
     .unwrap();
     assert_eq!(version, "1");
+}
+
+#[tokio::test]
+async fn a_cache_made_stale_by_another_process_costs_a_reload_not_a_wrong_decision() {
+    let db = TestDb::new().await;
+    let here = EventStore::new(db.pool.clone());
+    let there = EventStore::new(db.pool.clone());
+    let meta = || EventMeta::new(DEFAULT_TENANT_ID, "api");
+    let rate = |s: &str| Amount::parse("monthly_rate", s).unwrap();
+    let id = meta().new_aggregate_id().to_string();
+    here.create::<Company>(&id, register("Acme"), &(), &meta())
+        .await
+        .unwrap();
+    // `there` changes the company; `here` still has the old state cached.
+    there
+        .execute::<Company>(
+            &id,
+            CompanyCommand::SetMonthlyRate {
+                monthly_rate: rate("200"),
+            },
+            &(),
+            &meta(),
+            ConflictPolicy::Report,
+        )
+        .await
+        .unwrap();
+    let done = here
+        .execute::<Company>(
+            &id,
+            CompanyCommand::SetMonthlyRate {
+                monthly_rate: rate("300"),
+            },
+            &(),
+            &meta(),
+            ConflictPolicy::Report,
+        )
+        .await
+        .expect("a stale cache is not the user's conflict");
+    assert_eq!(done.version, 3);
+    assert!(
+        matches!(&done.events[..], [domain::company::CompanyEvent::MonthlyRateSet { previous_rate, .. }] if *previous_rate == rate("200"))
+    );
+
+    // A no-op or a refusal decided on a stale cache is checked against the log.
+    there
+        .execute::<Company>(
+            &id,
+            CompanyCommand::SetMonthlyRate {
+                monthly_rate: rate("400"),
+            },
+            &(),
+            &meta(),
+            ConflictPolicy::Report,
+        )
+        .await
+        .unwrap();
+    let same = here
+        .execute::<Company>(
+            &id,
+            CompanyCommand::SetMonthlyRate {
+                monthly_rate: rate("300"),
+            },
+            &(),
+            &meta(),
+            ConflictPolicy::Report,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        same.events.len(),
+        1,
+        "300 is not the current rate any more (400 is)"
+    );
+    there
+        .execute::<Company>(
+            &id,
+            CompanyCommand::Archive,
+            &(),
+            &meta(),
+            ConflictPolicy::Report,
+        )
+        .await
+        .unwrap();
+    there
+        .execute::<Company>(
+            &id,
+            CompanyCommand::Restore,
+            &(),
+            &meta(),
+            ConflictPolicy::Report,
+        )
+        .await
+        .unwrap();
+    // `here` last saw it active; `there` archived and restored it: restoring again is refused
+    // on the log's state, not accepted on the cache's.
+    let refused = here
+        .execute::<Company>(
+            &id,
+            CompanyCommand::Restore,
+            &(),
+            &meta(),
+            ConflictPolicy::Report,
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(CommandError::Domain(
+                domain::company::CompanyError::NotArchived
+            ))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM events").await, 7);
+}
+
+#[tokio::test]
+async fn create_without_a_load_still_finds_an_existing_aggregate() {
+    let db = TestDb::new().await;
+    let store = EventStore::new(db.pool.clone());
+    let other = EventStore::new(db.pool.clone());
+    let meta = EventMeta::new(DEFAULT_TENANT_ID, "api");
+    let id = meta.new_aggregate_id().to_string();
+    let first = store
+        .create::<Company>(&id, register("Acme"), &(), &meta)
+        .await
+        .unwrap();
+    // The same command through another process (no cache): the first outcome, nothing new.
+    let again = other
+        .create::<Company>(&id, register("Acme"), &(), &meta)
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.events, first.events);
+    // A different command on the same id: refused as already registered.
+    let clash = other
+        .create::<Company>(
+            &id,
+            register("Other"),
+            &(),
+            &EventMeta::new(DEFAULT_TENANT_ID, "api"),
+        )
+        .await;
+    assert!(
+        matches!(
+            clash,
+            Err(CommandError::Domain(
+                domain::company::CompanyError::AlreadyRegistered
+            ))
+        ),
+        "{clash:?}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM events").await, 1);
 }

@@ -220,12 +220,11 @@ async fn create_company(
     let id = meta.new_aggregate_id();
     let done = state
         .store
-        .execute::<Company>(
+        .create::<Company>(
             &id.to_string(),
             CompanyCommand::Register { name, monthly_rate },
             &(),
             &meta,
-            ConflictPolicy::Report,
         )
         .await?;
     Ok((

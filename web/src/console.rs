@@ -383,7 +383,7 @@ async fn create(
     let id = meta.new_aggregate_id();
     let result = state
         .store
-        .execute::<Company>(
+        .create::<Company>(
             &id.to_string(),
             CompanyCommand::Register {
                 name: name.clone(),
@@ -391,7 +391,6 @@ async fn create(
             },
             &(),
             &meta,
-            ConflictPolicy::Report,
         )
         .await;
     match result {
