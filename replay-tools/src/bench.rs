@@ -18,9 +18,7 @@ use projections::rebuild::RebuildOptions;
 use projections::runner::{catch_up, CatchUp, RunnerConfig};
 use projections::Position;
 use serde_json::json;
-use serde_json::value::RawValue;
-use sqlx::types::Json;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool};
 
 /// Connections in the benchmark's pool.
 const POOL_SIZE: u32 = 10;
@@ -116,8 +114,8 @@ fn rate(label: &str, value: &str) -> Amount {
     Amount::parse("monthly_rate", value).unwrap_or_else(|e| panic!("{label}: {e}"))
 }
 
-/// `writers` tasks, each registering companies and setting their rate, alternately, through
-/// `EventStore::execute`, until `duration` is over.
+/// `writers` tasks, each registering companies (`EventStore::create`) and setting their rate
+/// (`EventStore::execute`), alternately, until `duration` is over.
 async fn append_run(
     store: &EventStore,
     writers: usize,
@@ -143,15 +141,8 @@ async fn append_run(
                                 monthly_rate: rate("register", "500.00"),
                             };
                             registered = Some(id.clone());
-                            store
-                                .execute::<Company>(
-                                    &id,
-                                    command,
-                                    &(),
-                                    &meta,
-                                    ConflictPolicy::Report,
-                                )
-                                .await?
+                            // As the API and the console create companies.
+                            store.create::<Company>(&id, command, &(), &meta).await?
                         }
                         Some(id) => {
                             let command = CompanyCommand::SetMonthlyRate {
@@ -343,82 +334,6 @@ async fn raw_read(pool: &PgPool, batch: i64) -> anyhow::Result<Rate> {
     })
 }
 
-/// `read_batch` with its ORDER BY on the table's columns (`events.tx_id`): the bare `tx_id`
-/// in `read_batch` names its `tx_id::text::int8` output column, so PostgreSQL sorts every
-/// event after the checkpoint for each batch instead of walking the `(tx_id,
-/// global_position)` index. Measured to show what that costs. Rows are decoded into the same
-/// Rust types as `StoredEvent`'s fields; returns the count and the last position.
-async fn read_batch_indexed(
-    pool: &PgPool,
-    after: Position,
-    limit: i64,
-) -> Result<(usize, Option<Position>), sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT tx_id::text::int8, global_position, aggregate_type, aggregate_id, sequence,
-                event_type, event_version, payload, metadata, recorded_at
-           FROM events
-          WHERE (tx_id, global_position) > ($1::int8::text::xid8, $2)
-            AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY events.tx_id, events.global_position
-          LIMIT $3",
-    )
-    .bind(after.tx_id)
-    .bind(after.global_position)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    type Decoded = (
-        i64,
-        i64,
-        String,
-        String,
-        i64,
-        String,
-        String,
-        Json<Box<RawValue>>,
-        Result<Json<EventMeta>, sqlx::Error>,
-        chrono::DateTime<chrono::Utc>,
-    );
-    let decoded = rows
-        .iter()
-        .map(|row| -> Result<Decoded, sqlx::Error> {
-            Ok((
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-                row.try_get(5)?,
-                row.try_get(6)?,
-                row.try_get(7)?,
-                row.try_get(8),
-                row.try_get(9)?,
-            ))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let last = decoded.last().map(|d| Position {
-        tx_id: d.0,
-        global_position: d.1,
-    });
-    Ok((decoded.len(), last))
-}
-
-async fn raw_read_indexed(pool: &PgPool, batch: i64) -> anyhow::Result<Rate> {
-    let started = Instant::now();
-    let mut after = Position::START;
-    let mut count = 0u64;
-    loop {
-        let (read, last) = read_batch_indexed(pool, after, batch).await?;
-        let Some(last) = last else { break };
-        after = last;
-        count += read as u64;
-    }
-    Ok(Rate {
-        count,
-        elapsed: started.elapsed(),
-    })
-}
-
 async fn count_events(pool: &PgPool) -> anyhow::Result<u64> {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(pool)
@@ -590,7 +505,6 @@ async fn run(
     let mut read = raw_read(&pool, runner.batch_size).await?;
     read = Rate::best(Some(read), raw_read(&pool, runner.batch_size).await?);
     let read_10k = raw_read(&pool, RebuildOptions::default().batch_size).await?;
-    let read_indexed = raw_read_indexed(&pool, runner.batch_size).await?;
 
     sqlx::query("DELETE FROM projection_checkpoints WHERE name = 'companies'")
         .execute(&pool)
@@ -621,11 +535,6 @@ async fn run(
         runner.batch_size,
         read_10k.per_s(),
         RebuildOptions::default().batch_size
-    );
-    out!(
-        "  same read ordered on the (tx_id, global_position) index: {:>8.0} events/s \
-         (read_batch's ORDER BY sorts on its int8 output column instead)",
-        read_indexed.per_s()
     );
     out!(
         "catch-up companies: {:>8.0} events/s  ratio {:.2} (target >= {TARGET_CATCHUP_RATIO}) {}",
@@ -678,7 +587,6 @@ async fn run(
         "append_ratio_8": round(append_ratio_8, 3),
         "raw_read_per_s": round(read.per_s(), 0),
         "raw_read_per_s_10000": round(read_10k.per_s(), 0),
-        "raw_read_indexed_per_s": round(read_indexed.per_s(), 0),
         "catchup_per_s": round(catchup.per_s(), 0),
         "catchup_ratio": round(catchup_ratio, 3),
         "rebuild_s": round(rebuild_s, 3),
