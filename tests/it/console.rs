@@ -206,3 +206,33 @@ async fn unknown_pages_and_companies_are_404_pages() {
         assert!(reply.text.contains("Page not found"));
     }
 }
+
+#[tokio::test]
+async fn a_bad_rate_on_the_company_page_keeps_the_input_and_the_other_form() {
+    let app = TestApp::new().await;
+    let page = app.request(Method::GET, "/companies", None).await;
+    let token = cookie_token(&page);
+    let added = post_form(
+        &app,
+        "/companies",
+        &token,
+        &format!("csrf={token}&name=Initech&monthly_rate=10"),
+    )
+    .await;
+    let location = added.headers["location"].to_str().unwrap().to_owned();
+    let reply = post_form(
+        &app,
+        &format!("{location}/rate"),
+        &token,
+        &format!("csrf={token}&monthly_rate=-3"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.text.contains("Monthly rate must not be negative"));
+    assert!(reply.text.contains("value=\"-3\""), "the bad input is kept");
+    assert!(
+        reply.text.contains("value=\"Initech\""),
+        "the rename form shows the current name"
+    );
+    assert_eq!(app.db.count("SELECT count(*) FROM events").await, 1);
+}

@@ -486,11 +486,14 @@ async fn render_company(
             .collect(),
         Err(error) => return internal_page(error),
     };
-    let form = form.unwrap_or_else(|| CompanyFormView {
-        name: row.name.clone(),
-        monthly_rate: format!("{:.2}", row.monthly_rate),
-        ..Default::default()
-    });
+    // The page has one form per field: the one not being corrected shows the current value.
+    let mut form = form.unwrap_or_default();
+    if form.name_error.is_none() {
+        form.name = row.name.clone();
+    }
+    if form.rate_error.is_none() {
+        form.monthly_rate = format!("{:.2}", row.monthly_rate);
+    }
     (
         status_code,
         CompanyPage {
@@ -575,6 +578,34 @@ fn capitalise(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A one-field form of the company page: `decide` turns the form into a command and the
+/// message to show after it, or into the form to show again with its error.
+async fn field_form(
+    state: &AppState,
+    cookies: &Cookies,
+    headers: &HeaderMap,
+    id: &str,
+    form: FieldForm,
+    decide: impl FnOnce(&FieldForm) -> Result<(CompanyCommand, String), CompanyFormView>,
+) -> Response {
+    if let Err(refused) = check_csrf(cookies, headers, &form.csrf) {
+        return refused;
+    }
+    match decide(&form) {
+        Ok((command, done)) => company_command(state, cookies, id, command, &done).await,
+        Err(view) => {
+            render_company(
+                state,
+                cookies,
+                id,
+                Some(view),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    }
+}
+
 async fn rename(
     State(state): State<AppState>,
     axum::Extension(cookies): axum::Extension<Cookies>,
@@ -582,38 +613,25 @@ async fn rename(
     Path(id): Path<String>,
     Form(form): Form<FieldForm>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&cookies, &headers, &form.csrf) {
-        return refused;
-    }
-    match CompanyName::parse(&form.name) {
-        Ok(name) => {
-            let done = format!("Renamed to {name}.");
-            company_command(
-                &state,
-                &cookies,
-                &id,
-                CompanyCommand::Rename { name },
-                &done,
-            )
-            .await
-        }
-        Err(e) => {
-            let view = CompanyFormView {
-                name: form.name,
-                monthly_rate: form.monthly_rate,
+    field_form(
+        &state,
+        &cookies,
+        &headers,
+        &id,
+        form,
+        |form| match CompanyName::parse(&form.name) {
+            Ok(name) => Ok((
+                CompanyCommand::Rename { name: name.clone() },
+                format!("Renamed to {name}."),
+            )),
+            Err(e) => Err(CompanyFormView {
+                name: form.name.clone(),
                 name_error: Some(format!("Name {}", e.message)),
-                rate_error: None,
-            };
-            render_company(
-                &state,
-                &cookies,
-                &id,
-                Some(view),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-    }
+                ..Default::default()
+            }),
+        },
+    )
+    .await
 }
 
 async fn set_rate(
@@ -623,38 +641,25 @@ async fn set_rate(
     Path(id): Path<String>,
     Form(form): Form<FieldForm>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&cookies, &headers, &form.csrf) {
-        return refused;
-    }
-    match Amount::parse("monthly_rate", &form.monthly_rate) {
-        Ok(monthly_rate) => {
-            let done = format!("Monthly rate set to {monthly_rate}.");
-            company_command(
-                &state,
-                &cookies,
-                &id,
+    field_form(
+        &state,
+        &cookies,
+        &headers,
+        &id,
+        form,
+        |form| match Amount::parse("monthly_rate", &form.monthly_rate) {
+            Ok(monthly_rate) => Ok((
                 CompanyCommand::SetMonthlyRate { monthly_rate },
-                &done,
-            )
-            .await
-        }
-        Err(e) => {
-            let view = CompanyFormView {
-                name: form.name,
-                monthly_rate: form.monthly_rate,
-                name_error: None,
+                format!("Monthly rate set to {monthly_rate}."),
+            )),
+            Err(e) => Err(CompanyFormView {
+                monthly_rate: form.monthly_rate.clone(),
                 rate_error: Some(format!("Monthly rate {}", e.message)),
-            };
-            render_company(
-                &state,
-                &cookies,
-                &id,
-                Some(view),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-    }
+                ..Default::default()
+            }),
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
