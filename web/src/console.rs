@@ -146,8 +146,8 @@ fn redirect_with_flash(to: &str, message: &str) -> Response {
     response
 }
 
-/// Refuses a form whose token does not match the cookie.
-fn check_csrf(cookies: &Cookies, headers: &HeaderMap, submitted: &str) -> Result<(), Response> {
+/// The refusal of a form whose token does not match the cookie (`None`: the form may go on).
+fn csrf_refusal(cookies: &Cookies, headers: &HeaderMap, submitted: &str) -> Option<Response> {
     let from_cookie = cookie(headers, CSRF_COOKIE).unwrap_or_default();
     let same = !from_cookie.is_empty()
         && from_cookie.len() == submitted.len()
@@ -157,9 +157,9 @@ fn check_csrf(cookies: &Cookies, headers: &HeaderMap, submitted: &str) -> Result
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
     if same {
-        Ok(())
+        None
     } else {
-        Err(error_page(
+        Some(error_page(
             StatusCode::FORBIDDEN,
             cookies,
             "This form has expired",
@@ -351,7 +351,7 @@ async fn create(
     headers: HeaderMap,
     Form(form): Form<CreateForm>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&cookies, &headers, &form.csrf) {
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
         return refused;
     }
     let name = CompanyName::parse(&form.name);
@@ -588,7 +588,7 @@ async fn field_form(
     form: FieldForm,
     decide: impl FnOnce(&FieldForm) -> Result<(CompanyCommand, String), CompanyFormView>,
 ) -> Response {
-    if let Err(refused) = check_csrf(cookies, headers, &form.csrf) {
+    if let Some(refused) = csrf_refusal(cookies, headers, &form.csrf) {
         return refused;
     }
     match decide(&form) {
@@ -675,7 +675,7 @@ async fn archive(
     Path(id): Path<String>,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&cookies, &headers, &form.csrf) {
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
         return refused;
     }
     company_command(&state, &cookies, &id, CompanyCommand::Archive, "Archived.").await
@@ -688,7 +688,7 @@ async fn restore(
     Path(id): Path<String>,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&cookies, &headers, &form.csrf) {
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
         return refused;
     }
     company_command(&state, &cookies, &id, CompanyCommand::Restore, "Restored.").await
