@@ -43,7 +43,11 @@ const fn kind<A: StoredAggregate>() -> AggregateKind {
 }
 
 /// Every aggregate type stored in the log.
-pub const AGGREGATES: &[AggregateKind] = &[kind::<domain::company::Company>()];
+pub const AGGREGATES: &[AggregateKind] = &[
+    kind::<domain::company::Company>(),
+    kind::<domain::tenant::Tenant>(),
+    kind::<domain::user::User>(),
+];
 
 pub fn find(name: &str) -> Option<&'static AggregateKind> {
     AGGREGATES.iter().find(|k| k.name == name)

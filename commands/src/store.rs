@@ -44,6 +44,8 @@ pub trait StoredAggregate: Aggregate + Clone + 'static {
 }
 
 impl StoredAggregate for domain::company::Company {}
+impl StoredAggregate for domain::tenant::Tenant {}
+impl StoredAggregate for domain::user::User {}
 
 /// What to do when another writer appended to the same aggregate first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,9 @@
 
 pub mod company;
 pub mod error;
+pub mod identity;
+pub mod tenant;
+pub mod user;
 pub mod values;
 
 pub use error::{ErrorKind, HasErrorKind, ValidationError};

@@ -1,0 +1,562 @@
+//! A tenant: one MSP using the deployment, with its settings and its members. Memberships
+//! (role, enabled) live here because the rules about them span members: the last active owner
+//! can be neither demoted, disabled nor removed.
+
+use std::collections::BTreeMap;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::identity::{Currency, Role, TimeZone};
+use crate::{ErrorKind, HasErrorKind};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub role: Role,
+    /// The customer company of a `client` member.
+    pub company_id: Option<Uuid>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub created: bool,
+    pub name: String,
+    pub currency: Option<Currency>,
+    pub time_zone: Option<TimeZone>,
+    pub members: BTreeMap<Uuid, Member>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TenantCommand {
+    Create {
+        name: String,
+        currency: Currency,
+        time_zone: TimeZone,
+        owner_id: Uuid,
+    },
+    Rename {
+        name: String,
+    },
+    ChangeSettings {
+        currency: Option<Currency>,
+        time_zone: Option<TimeZone>,
+    },
+    AddMember {
+        user_id: Uuid,
+        role: Role,
+        company_id: Option<Uuid>,
+    },
+    ChangeRole {
+        user_id: Uuid,
+        role: Role,
+    },
+    DisableMember {
+        user_id: Uuid,
+    },
+    EnableMember {
+        user_id: Uuid,
+    },
+    RemoveMember {
+        user_id: Uuid,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TenantEvent {
+    TenantCreated {
+        name: String,
+        currency: Currency,
+        time_zone: TimeZone,
+        owner_id: Uuid,
+    },
+    TenantRenamed {
+        name: String,
+        previous_name: String,
+    },
+    TenantSettingsChanged {
+        currency: Currency,
+        time_zone: TimeZone,
+    },
+    MemberAdded {
+        user_id: Uuid,
+        role: Role,
+        company_id: Option<Uuid>,
+    },
+    MemberRoleChanged {
+        user_id: Uuid,
+        role: Role,
+        previous_role: Role,
+    },
+    MemberDisabled {
+        user_id: Uuid,
+    },
+    MemberEnabled {
+        user_id: Uuid,
+    },
+    MemberRemoved {
+        user_id: Uuid,
+    },
+}
+
+impl DomainEvent for TenantEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::TenantCreated { .. } => "TenantCreated",
+            Self::TenantRenamed { .. } => "TenantRenamed",
+            Self::TenantSettingsChanged { .. } => "TenantSettingsChanged",
+            Self::MemberAdded { .. } => "MemberAdded",
+            Self::MemberRoleChanged { .. } => "MemberRoleChanged",
+            Self::MemberDisabled { .. } => "MemberDisabled",
+            Self::MemberEnabled { .. } => "MemberEnabled",
+            Self::MemberRemoved { .. } => "MemberRemoved",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantError {
+    #[error("this tenant already exists")]
+    AlreadyCreated,
+    #[error("tenant not found")]
+    NotFound,
+    #[error("the tenant name must be 1 to 200 characters")]
+    InvalidName,
+    #[error("this person is already a member")]
+    AlreadyMember,
+    #[error("this person is not a member")]
+    NotMember,
+    #[error("a client must belong to a customer company, and only a client may")]
+    ClientCompany,
+    #[error("a portal user cannot become staff, nor staff a portal user: invite them again")]
+    StaffClientSwitch,
+    #[error("the last active owner cannot be demoted, disabled or removed; make someone else owner first")]
+    LastOwner,
+    #[error("this member is already disabled")]
+    AlreadyDisabled,
+    #[error("this member is not disabled")]
+    NotDisabled,
+}
+
+impl HasErrorKind for TenantError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound | Self::NotMember => ErrorKind::NotFound,
+            Self::InvalidName | Self::ClientCompany => ErrorKind::Invalid,
+            Self::AlreadyCreated
+            | Self::AlreadyMember
+            | Self::StaffClientSwitch
+            | Self::LastOwner
+            | Self::AlreadyDisabled
+            | Self::NotDisabled => ErrorKind::Conflict,
+        }
+    }
+}
+
+fn checked_name(name: &str) -> Result<String, TenantError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        Err(TenantError::InvalidName)
+    } else {
+        Ok(name.to_owned())
+    }
+}
+
+impl Tenant {
+    fn member(&self, user_id: Uuid) -> Result<&Member, TenantError> {
+        self.members.get(&user_id).ok_or(TenantError::NotMember)
+    }
+
+    /// True when `user_id` is the only enabled owner.
+    fn is_last_owner(&self, user_id: Uuid) -> bool {
+        let owners: Vec<_> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.role == Role::Owner && m.enabled)
+            .map(|(id, _)| *id)
+            .collect();
+        owners == [user_id]
+    }
+
+    /// The role of an enabled member (`None`: not a member, or disabled).
+    pub fn active_role(&self, user_id: Uuid) -> Option<Role> {
+        self.members
+            .get(&user_id)
+            .filter(|m| m.enabled)
+            .map(|m| m.role)
+    }
+
+    fn decide(&self, command: TenantCommand) -> Result<Vec<TenantEvent>, TenantError> {
+        use TenantEvent as E;
+        if !self.created && !matches!(command, TenantCommand::Create { .. }) {
+            return Err(TenantError::NotFound);
+        }
+        Ok(match command {
+            TenantCommand::Create {
+                name,
+                currency,
+                time_zone,
+                owner_id,
+            } => {
+                if self.created {
+                    return Err(TenantError::AlreadyCreated);
+                }
+                vec![
+                    E::TenantCreated {
+                        name: checked_name(&name)?,
+                        currency,
+                        time_zone,
+                        owner_id,
+                    },
+                    E::MemberAdded {
+                        user_id: owner_id,
+                        role: Role::Owner,
+                        company_id: None,
+                    },
+                ]
+            }
+            TenantCommand::Rename { name } => {
+                let name = checked_name(&name)?;
+                if name == self.name {
+                    vec![]
+                } else {
+                    vec![E::TenantRenamed {
+                        name,
+                        previous_name: self.name.clone(),
+                    }]
+                }
+            }
+            TenantCommand::ChangeSettings {
+                currency,
+                time_zone,
+            } => {
+                let currency = currency.or(self.currency).ok_or(TenantError::NotFound)?;
+                let time_zone = time_zone.or(self.time_zone).ok_or(TenantError::NotFound)?;
+                if Some(currency) == self.currency && Some(time_zone) == self.time_zone {
+                    vec![]
+                } else {
+                    vec![E::TenantSettingsChanged {
+                        currency,
+                        time_zone,
+                    }]
+                }
+            }
+            TenantCommand::AddMember {
+                user_id,
+                role,
+                company_id,
+            } => {
+                if self.members.contains_key(&user_id) {
+                    return Err(TenantError::AlreadyMember);
+                }
+                if (role == Role::Client) != company_id.is_some() {
+                    return Err(TenantError::ClientCompany);
+                }
+                vec![E::MemberAdded {
+                    user_id,
+                    role,
+                    company_id,
+                }]
+            }
+            TenantCommand::ChangeRole { user_id, role } => {
+                let member = self.member(user_id)?;
+                if member.role == role {
+                    return Ok(vec![]);
+                }
+                if member.role.is_staff() != role.is_staff() {
+                    return Err(TenantError::StaffClientSwitch);
+                }
+                if member.role == Role::Owner && self.is_last_owner(user_id) {
+                    return Err(TenantError::LastOwner);
+                }
+                vec![E::MemberRoleChanged {
+                    user_id,
+                    role,
+                    previous_role: member.role,
+                }]
+            }
+            TenantCommand::DisableMember { user_id } => {
+                if !self.member(user_id)?.enabled {
+                    return Err(TenantError::AlreadyDisabled);
+                }
+                if self.is_last_owner(user_id) {
+                    return Err(TenantError::LastOwner);
+                }
+                vec![E::MemberDisabled { user_id }]
+            }
+            TenantCommand::EnableMember { user_id } => {
+                if self.member(user_id)?.enabled {
+                    return Err(TenantError::NotDisabled);
+                }
+                vec![E::MemberEnabled { user_id }]
+            }
+            TenantCommand::RemoveMember { user_id } => {
+                self.member(user_id)?;
+                if self.is_last_owner(user_id) {
+                    return Err(TenantError::LastOwner);
+                }
+                vec![E::MemberRemoved { user_id }]
+            }
+        })
+    }
+}
+
+impl Aggregate for Tenant {
+    const TYPE: &'static str = "tenant";
+    type Command = TenantCommand;
+    type Event = TenantEvent;
+    type Error = TenantError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            TenantEvent::TenantCreated {
+                name,
+                currency,
+                time_zone,
+                ..
+            } => {
+                self.created = true;
+                self.name = name;
+                self.currency = Some(currency);
+                self.time_zone = Some(time_zone);
+            }
+            TenantEvent::TenantRenamed { name, .. } => self.name = name,
+            TenantEvent::TenantSettingsChanged {
+                currency,
+                time_zone,
+            } => {
+                self.currency = Some(currency);
+                self.time_zone = Some(time_zone);
+            }
+            TenantEvent::MemberAdded {
+                user_id,
+                role,
+                company_id,
+            } => {
+                self.members.insert(
+                    user_id,
+                    Member {
+                        role,
+                        company_id,
+                        enabled: true,
+                    },
+                );
+            }
+            TenantEvent::MemberRoleChanged { user_id, role, .. } => {
+                if let Some(m) = self.members.get_mut(&user_id) {
+                    m.role = role;
+                }
+            }
+            TenantEvent::MemberDisabled { user_id } => {
+                if let Some(m) = self.members.get_mut(&user_id) {
+                    m.enabled = false;
+                }
+            }
+            TenantEvent::MemberEnabled { user_id } => {
+                if let Some(m) = self.members.get_mut(&user_id) {
+                    m.enabled = true;
+                }
+            }
+            TenantEvent::MemberRemoved { user_id } => {
+                self.members.remove(&user_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    type Given = TestFramework<Tenant>;
+
+    const OWNER: Uuid = Uuid::from_u128(1);
+    const OTHER: Uuid = Uuid::from_u128(2);
+    const COMPANY: Uuid = Uuid::from_u128(9);
+
+    fn created() -> Vec<TenantEvent> {
+        vec![
+            TenantEvent::TenantCreated {
+                name: "Acme IT".into(),
+                currency: Currency::parse("USD").unwrap(),
+                time_zone: TimeZone::parse("America/New_York").unwrap(),
+                owner_id: OWNER,
+            },
+            TenantEvent::MemberAdded {
+                user_id: OWNER,
+                role: Role::Owner,
+                company_id: None,
+            },
+        ]
+    }
+
+    fn with(mut events: Vec<TenantEvent>, more: Vec<TenantEvent>) -> Vec<TenantEvent> {
+        events.extend(more);
+        events
+    }
+
+    fn added(user_id: Uuid, role: Role) -> TenantEvent {
+        TenantEvent::MemberAdded {
+            user_id,
+            role,
+            company_id: (role == Role::Client).then_some(COMPANY),
+        }
+    }
+
+    #[test]
+    fn creating_a_tenant_makes_its_first_user_owner() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(TenantCommand::Create {
+                name: " Acme IT ".into(),
+                currency: Currency::parse("USD").unwrap(),
+                time_zone: TimeZone::parse("America/New_York").unwrap(),
+                owner_id: OWNER,
+            })
+            .then_expect_events(created());
+    }
+
+    #[test]
+    fn the_last_owner_cannot_be_demoted_disabled_or_removed() {
+        for command in [
+            TenantCommand::ChangeRole {
+                user_id: OWNER,
+                role: Role::Admin,
+            },
+            TenantCommand::DisableMember { user_id: OWNER },
+            TenantCommand::RemoveMember { user_id: OWNER },
+        ] {
+            Given::with(())
+                .given(created())
+                .when(command)
+                .then_expect_error(TenantError::LastOwner);
+        }
+    }
+
+    #[test]
+    fn with_a_second_owner_the_first_can_step_down() {
+        Given::with(())
+            .given(with(created(), vec![added(OTHER, Role::Owner)]))
+            .when(TenantCommand::ChangeRole {
+                user_id: OWNER,
+                role: Role::Technician,
+            })
+            .then_expect_events(vec![TenantEvent::MemberRoleChanged {
+                user_id: OWNER,
+                role: Role::Technician,
+                previous_role: Role::Owner,
+            }]);
+    }
+
+    #[test]
+    fn a_disabled_second_owner_does_not_count() {
+        Given::with(())
+            .given(with(
+                created(),
+                vec![
+                    added(OTHER, Role::Owner),
+                    TenantEvent::MemberDisabled { user_id: OTHER },
+                ],
+            ))
+            .when(TenantCommand::RemoveMember { user_id: OWNER })
+            .then_expect_error(TenantError::LastOwner);
+    }
+
+    #[test]
+    fn clients_belong_to_a_company_and_stay_clients() {
+        Given::with(())
+            .given(created())
+            .when(TenantCommand::AddMember {
+                user_id: OTHER,
+                role: Role::Client,
+                company_id: None,
+            })
+            .then_expect_error(TenantError::ClientCompany);
+        Given::with(())
+            .given(created())
+            .when(TenantCommand::AddMember {
+                user_id: OTHER,
+                role: Role::Admin,
+                company_id: Some(COMPANY),
+            })
+            .then_expect_error(TenantError::ClientCompany);
+        Given::with(())
+            .given(with(created(), vec![added(OTHER, Role::Client)]))
+            .when(TenantCommand::ChangeRole {
+                user_id: OTHER,
+                role: Role::Admin,
+            })
+            .then_expect_error(TenantError::StaffClientSwitch);
+    }
+
+    #[test]
+    fn members_are_disabled_and_enabled_once() {
+        let disabled = with(
+            created(),
+            vec![
+                added(OTHER, Role::Technician),
+                TenantEvent::MemberDisabled { user_id: OTHER },
+            ],
+        );
+        Given::with(())
+            .given(disabled.clone())
+            .when(TenantCommand::DisableMember { user_id: OTHER })
+            .then_expect_error(TenantError::AlreadyDisabled);
+        Given::with(())
+            .given(disabled)
+            .when(TenantCommand::EnableMember { user_id: OTHER })
+            .then_expect_events(vec![TenantEvent::MemberEnabled { user_id: OTHER }]);
+    }
+
+    #[test]
+    fn unknown_members_and_tenants_are_not_found() {
+        Given::with(())
+            .given(created())
+            .when(TenantCommand::ChangeRole {
+                user_id: OTHER,
+                role: Role::Admin,
+            })
+            .then_expect_error(TenantError::NotMember);
+        Given::with(())
+            .given_no_previous_events()
+            .when(TenantCommand::Rename { name: "X".into() })
+            .then_expect_error(TenantError::NotFound);
+    }
+
+    #[test]
+    fn active_role_ignores_disabled_members() {
+        let mut tenant = Tenant::default();
+        for event in with(
+            created(),
+            vec![
+                added(OTHER, Role::Admin),
+                TenantEvent::MemberDisabled { user_id: OTHER },
+            ],
+        ) {
+            tenant.apply(event);
+        }
+        assert_eq!(tenant.active_role(OWNER), Some(Role::Owner));
+        assert_eq!(tenant.active_role(OTHER), None);
+    }
+}
