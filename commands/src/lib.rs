@@ -3,6 +3,7 @@
 //! and the database wiring (pool, migrations).
 
 pub mod db;
+pub mod identity;
 pub mod meta;
 pub mod registry;
 pub mod store;

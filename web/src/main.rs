@@ -20,6 +20,67 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Create a tenant with its owner and an API token for the owner; prints
+    /// {"tenant_id", "user_id", "api_token"} as JSON. Exit code 2 when the email is taken or an
+    /// input is invalid (nothing is created then).
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BootstrapArgs {
+    /// The tenant's (your company's) name.
+    #[arg(long)]
+    tenant: String,
+    /// The owner's sign-in address.
+    #[arg(long)]
+    email: String,
+    /// A file holding the owner's password (one line; `-` reads standard input).
+    #[arg(long)]
+    password_file: std::path::PathBuf,
+    /// The owner's display name (default: the part of the email before the @).
+    #[arg(long)]
+    name: Option<String>,
+    /// ISO 4217 currency of the tenant.
+    #[arg(long, default_value = "USD")]
+    currency: String,
+    /// IANA time zone of the tenant (business dates, SLAs, billing days).
+    #[arg(long, default_value = "UTC")]
+    time_zone: String,
+}
+
+/// An error that is the user's to fix: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn read_password(path: &std::path::Path) -> Result<String, UsageError> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|e| UsageError(format!("--password-file {}: {e}", path.display())))?;
+    // The first line, without its line break; other white space is part of the password.
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+fn parse_bootstrap(args: &BootstrapArgs) -> Result<commands::identity::NewTenant, UsageError> {
+    use domain::identity::{Currency, Email, TimeZone};
+    let invalid = |e: domain::ValidationError| UsageError(format!("--{}: {}", e.field.replace('_', "-"), e.message));
+    let email = Email::parse(&args.email).map_err(invalid)?;
+    let password = read_password(&args.password_file)?;
+    commands::identity::check_password(&password).map_err(|e| UsageError(format!("the password {}", e.message)))?;
+    Ok(commands::identity::NewTenant {
+        tenant_name: args.tenant.clone(),
+        owner_name: args
+            .name
+            .clone()
+            .unwrap_or_else(|| email.as_str().split('@').next().unwrap_or_default().to_owned()),
+        email,
+        password,
+        currency: Currency::parse(&args.currency).map_err(invalid)?,
+        time_zone: TimeZone::parse(&args.time_zone).map_err(invalid)?,
+    })
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +101,10 @@ fn main() -> std::process::ExitCode {
         .init();
     match run(cli, config) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) if error.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("supporttracker: {error}");
+            std::process::ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("supporttracker: {error:#}");
             std::process::ExitCode::FAILURE
@@ -48,6 +113,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    // Check the input before starting anything.
+    let bootstrap = match &cli.command {
+        Command::Bootstrap(args) => Some(parse_bootstrap(args)?),
+        _ => None,
+    };
     // The private cluster (when DATABASE_URL is unset) lives as long as this guard.
     let mut database = pgboot::PgBoot::start(&pgboot::BootOptions::new(&config.data_dir))?;
     let url = database.url().to_owned();
@@ -60,6 +130,20 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 commands::db::migrate(&pool).await?;
                 println!("migrations applied");
                 Ok(())
+            }
+            Command::Bootstrap(_) => {
+                let pool = commands::db::connect(&url, 2).await?;
+                commands::db::migrate(&pool).await?;
+                let store = commands::EventStore::new(pool);
+                let new = bootstrap.expect("parsed above");
+                match commands::identity::bootstrap(&store, new).await {
+                    Ok(done) => {
+                        println!("{}", serde_json::to_string(&done)?);
+                        Ok(())
+                    }
+                    Err(commands::identity::BootstrapError::Failed(e)) => Err(anyhow::anyhow!(e)),
+                    Err(usage) => Err(UsageError(usage.to_string()).into()),
+                }
             }
         }
     });
