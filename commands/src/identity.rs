@@ -99,19 +99,31 @@ pub async fn reserve_email(
     user_id: Uuid,
     tenant_id: Uuid,
 ) -> Result<(), ReserveError> {
-    let owner: Uuid = sqlx::query_scalar(
-        "WITH claimed AS (
-             INSERT INTO user_emails (email, user_id, tenant_id) VALUES ($1, $2, $3)
-             ON CONFLICT (email) DO NOTHING RETURNING user_id)
-         SELECT user_id FROM claimed
-         UNION ALL SELECT user_id FROM user_emails WHERE email = $1
-         LIMIT 1",
-    )
-    .bind(email.as_str())
-    .bind(user_id)
-    .bind(tenant_id)
-    .fetch_one(pool)
-    .await?;
+    // Two statements, not one: a statement's snapshot cannot see the row whose concurrent
+    // insert made ON CONFLICT skip ours, a later statement's can.
+    let owner = loop {
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO user_emails (email, user_id, tenant_id) VALUES ($1, $2, $3)
+             ON CONFLICT (email) DO NOTHING RETURNING user_id",
+        )
+        .bind(email.as_str())
+        .bind(user_id)
+        .bind(tenant_id)
+        .fetch_optional(pool)
+        .await?;
+        if let Some(owner) = inserted {
+            break owner;
+        }
+        let existing: Option<Uuid> =
+            sqlx::query_scalar("SELECT user_id FROM user_emails WHERE email = $1")
+                .bind(email.as_str())
+                .fetch_optional(pool)
+                .await?;
+        // None: the holder released it in between; try again.
+        if let Some(owner) = existing {
+            break owner;
+        }
+    };
     if owner == user_id {
         Ok(())
     } else {
@@ -130,7 +142,10 @@ pub async fn release_email(pool: &PgPool, email: &Email, user_id: Uuid) -> Resul
 }
 
 /// The person a sign-in address belongs to.
-pub async fn user_for_email(pool: &PgPool, email: &Email) -> Result<Option<(Uuid, Uuid)>, sqlx::Error> {
+pub async fn user_for_email(
+    pool: &PgPool,
+    email: &Email,
+) -> Result<Option<(Uuid, Uuid)>, sqlx::Error> {
     sqlx::query_as("SELECT user_id, tenant_id FROM user_emails WHERE email = $1")
         .bind(email.as_str())
         .fetch_optional(pool)
@@ -208,7 +223,8 @@ async fn create_tenant(
         )
         .await
         .map_err(|e| failed(e.to_string()))?;
-    let meta = EventMeta::new(tenant_id, "bootstrap").with_correlation(meta.correlation_id, Some(meta.command_id));
+    let meta = EventMeta::new(tenant_id, "bootstrap")
+        .with_correlation(meta.correlation_id, Some(meta.command_id));
     store
         .create::<User>(
             &user_id.to_string(),
@@ -224,7 +240,8 @@ async fn create_tenant(
         .await
         .map_err(|e| failed(e.to_string()))?;
     let (api_token, token_digest) = new_token("st_");
-    let meta = EventMeta::new(tenant_id, user_id.to_string()).with_correlation(meta.correlation_id, Some(meta.command_id));
+    let meta = EventMeta::new(tenant_id, user_id.to_string())
+        .with_correlation(meta.correlation_id, Some(meta.command_id));
     store
         .execute::<User>(
             &user_id.to_string(),
@@ -265,8 +282,14 @@ mod tests {
 
     #[test]
     fn password_rules_say_what_is_wrong() {
-        assert!(check_password("short").unwrap_err().message.contains("at least 10"));
-        assert!(check_password(&"x".repeat(257)).unwrap_err().message.contains("at most 256"));
+        assert!(check_password("short")
+            .unwrap_err()
+            .message
+            .contains("at least 10"));
+        assert!(check_password(&"x".repeat(257))
+            .unwrap_err()
+            .message
+            .contains("at most 256"));
         assert!(check_password("          ").is_err());
         assert!(check_password("long enough pass").is_ok());
     }

@@ -1,6 +1,9 @@
-//! An aggregate's own events, straight from the log, for history tabs and audits.
+//! An aggregate's own events, straight from the log, for history tabs and audits, and the
+//! sentence that tells a person what each event did.
 
 use chrono::{DateTime, Utc};
+use domain::company::CompanyEvent;
+use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -36,4 +39,149 @@ pub async fn for_aggregate(
     .await?;
     items.reverse();
     Ok(items)
+}
+
+/// One sentence that says what an event did, for people: the Activity page and the history
+/// of an entity's own page. Event types this function does not know yet read as their name
+/// in words ("CompanyRegistered" → "Company registered").
+pub fn summary(aggregate_type: &str, event_type: &str, payload: &Value) -> String {
+    match aggregate_type {
+        "company" => company_summary(event_type, payload),
+        _ => humanize(event_type),
+    }
+}
+
+fn company_summary(event_type: &str, payload: &Value) -> String {
+    match serde_json::from_value::<CompanyEvent>(payload.clone()) {
+        Ok(event) => company_event_summary(&event),
+        Err(_) => humanize(event_type),
+    }
+}
+
+/// The sentence for a company event; the one place that words them.
+fn company_event_summary(event: &CompanyEvent) -> String {
+    match event {
+        CompanyEvent::CompanyRegistered { name, monthly_rate } => {
+            format!("Registered as {name} at {monthly_rate} a month")
+        }
+        CompanyEvent::CompanyRenamed {
+            name,
+            previous_name,
+        } => format!("Renamed to {name} (was {previous_name})"),
+        CompanyEvent::MonthlyRateSet {
+            monthly_rate,
+            previous_rate,
+        } => format!("Monthly rate set to {monthly_rate} (was {previous_rate})"),
+        CompanyEvent::CompanyArchived {} => "Archived".into(),
+        CompanyEvent::CompanyRestored {} => "Restored".into(),
+    }
+}
+
+/// `CompanyRegistered` → "Company registered", `SLABreached` → "SLA breached",
+/// `payment_failed` → "Payment failed".
+pub fn humanize(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '_' || c == '-' || c.is_whitespace() {
+            if !word.is_empty() {
+                words.push(std::mem::take(&mut word));
+            }
+            continue;
+        }
+        let prev = i.checked_sub(1).map(|j| chars[j]);
+        let next = chars.get(i + 1).copied();
+        let boundary = c.is_uppercase()
+            && !word.is_empty()
+            && (prev.is_some_and(|p| p.is_lowercase() || p.is_ascii_digit())
+                || (prev.is_some_and(char::is_uppercase) && next.is_some_and(char::is_lowercase)));
+        if boundary {
+            words.push(std::mem::take(&mut word));
+        }
+        word.push(c);
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut out = String::with_capacity(name.len() + words.len());
+    for (i, word) in words.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let acronym = word.chars().count() > 1 && word.chars().all(|c| !c.is_lowercase());
+        if acronym {
+            out.push_str(word);
+        } else if i == 0 {
+            let mut cs = word.chars();
+            if let Some(first) = cs.next() {
+                out.extend(first.to_uppercase());
+                out.extend(cs.flat_map(char::to_lowercase));
+            }
+        } else {
+            out.extend(word.chars().flat_map(char::to_lowercase));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_each_company_event() {
+        let s = |event_type: &str, payload: Value| summary("company", event_type, &payload);
+        assert_eq!(
+            s(
+                "CompanyRegistered",
+                serde_json::json!({"CompanyRegistered": {"name": "Acme", "monthly_rate": "10.00"}})
+            ),
+            "Registered as Acme at 10.00 a month"
+        );
+        assert_eq!(
+            s(
+                "CompanyRenamed",
+                serde_json::json!({"CompanyRenamed": {"name": "B", "previous_name": "A"}})
+            ),
+            "Renamed to B (was A)"
+        );
+        assert_eq!(
+            s(
+                "MonthlyRateSet",
+                serde_json::json!({"MonthlyRateSet": {"monthly_rate": "2.00", "previous_rate": "1.00"}})
+            ),
+            "Monthly rate set to 2.00 (was 1.00)"
+        );
+        assert_eq!(
+            s(
+                "CompanyArchived",
+                serde_json::json!({"CompanyArchived": {}})
+            ),
+            "Archived"
+        );
+        assert_eq!(
+            s(
+                "CompanyRestored",
+                serde_json::json!({"CompanyRestored": {}})
+            ),
+            "Restored"
+        );
+        assert_eq!(s("CompanyMerged", serde_json::json!({})), "Company merged");
+    }
+
+    #[test]
+    fn unknown_events_read_as_words() {
+        assert_eq!(
+            summary("invoice", "InvoiceIssued", &Value::Null),
+            "Invoice issued"
+        );
+        assert_eq!(humanize("CompanyRegistered"), "Company registered");
+        assert_eq!(humanize("SLABreached"), "SLA breached");
+        assert_eq!(humanize("SmsSent"), "Sms sent");
+        assert_eq!(humanize("payment_failed"), "Payment failed");
+        assert_eq!(humanize("Probed"), "Probed");
+        assert_eq!(humanize("Vat2Applied"), "Vat2 applied");
+        assert_eq!(humanize(""), "");
+    }
 }

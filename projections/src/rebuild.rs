@@ -7,9 +7,11 @@
 //! the tables and moves the checkpoint. Interrupted at any point, the next rebuild drops the
 //! half-built shadows and starts over; the live tables are as they were.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::{Acquire, PgConnection, PgPool, Row};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::event::{position_from, read_batch};
@@ -49,22 +51,78 @@ pub struct RebuildReport {
 const REBUILD_SUFFIX: &str = "__rebuild";
 const VERIFY_SUFFIX: &str = "__verify";
 
+/// Creates empty shadows of the projection's tables with their unique indexes (which upserts
+/// need while filling). Returns the statements that create the other indexes: building those
+/// once after the fill is much cheaper than updating them row by row.
 async fn create_shadows(
     conn: &mut PgConnection,
     projection: &dyn Projection,
     suffix: &str,
-) -> Result<Tables, sqlx::Error> {
+) -> Result<(Tables, Vec<String>), sqlx::Error> {
+    let mut deferred = Vec::new();
     for table in projection.tables() {
-        sqlx::query(&format!("DROP TABLE IF EXISTS {table}{suffix}"))
+        let shadow = format!("{table}{suffix}");
+        sqlx::query(&format!("DROP TABLE IF EXISTS {shadow}"))
             .execute(&mut *conn)
             .await?;
         sqlx::query(&format!(
-            "CREATE TABLE {table}{suffix} (LIKE {table} INCLUDING ALL)"
+            "CREATE TABLE {shadow} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES)"
         ))
         .execute(&mut *conn)
         .await?;
+        let indexes: Vec<(bool, bool, String)> = sqlx::query_as(
+            "SELECT i.indisprimary, i.indisunique,
+                    regexp_replace(pg_get_indexdef(i.indexrelid), '^.* USING ', '')
+               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+              WHERE i.indrelid = $1::regclass
+              ORDER BY c.relname",
+        )
+        .bind(*table)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (n, (primary, unique, definition)) in indexes.into_iter().enumerate() {
+            let name = format!("{shadow}_{n}");
+            let create = format!(
+                "CREATE {}INDEX {name} ON {shadow} USING {definition}",
+                if unique { "UNIQUE " } else { "" }
+            );
+            if unique {
+                sqlx::query(&create).execute(&mut *conn).await?;
+                if primary {
+                    sqlx::query(&format!(
+                        "ALTER TABLE {shadow} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}"
+                    ))
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            } else {
+                deferred.push(create);
+            }
+        }
     }
-    Ok(Tables::with_suffix(projection.tables(), suffix))
+    Ok((Tables::with_suffix(projection.tables(), suffix), deferred))
+}
+
+/// Builds the deferred indexes, one after the other on one connection (index builds are
+/// CPU-bound sorts: running several at once on a small machine only makes each slower).
+async fn create_deferred_indexes(
+    conn: &mut PgConnection,
+    statements: &[String],
+) -> Result<(), sqlx::Error> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    // Sort in memory rather than on disk; one index at a time bounds the memory.
+    sqlx::query("SET maintenance_work_mem = '256MB'")
+        .execute(&mut *conn)
+        .await?;
+    for statement in statements {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
+    sqlx::query("RESET maintenance_work_mem")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 async fn drop_shadows(
@@ -170,34 +228,83 @@ async fn fill_in_tx(
     }
 }
 
-/// Rebuilds `projection` from the whole log and swaps it in. `progress(done, total)` is called
-/// after every batch (`total` is the number of events when the rebuild started).
-pub async fn rebuild(
-    pool: &PgPool,
-    projection: &dyn Projection,
-    options: &RebuildOptions,
-    mut progress: impl FnMut(u64, u64) + Send,
-) -> Result<RebuildReport, RebuildError> {
-    let started = Instant::now();
-    let mut conn = pool.acquire().await?;
-    ensure_checkpoint(&mut conn, projection).await?;
-    let tables = create_shadows(&mut conn, projection, REBUILD_SUFFIX).await?;
+/// Where every rebuild starts: the transactions that committed before it, and how many events
+/// the log held (for progress).
+struct Start {
+    /// Every transaction below this xid must be in the rebuild, even if an older one elsewhere
+    /// on the cluster still holds the reader's horizon back.
+    committed_before: i64,
+    total: u64,
+    started: Instant,
+}
+
+async fn start(conn: &mut PgConnection) -> Result<Start, sqlx::Error> {
+    let committed_before: i64 =
+        sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8")
+            .fetch_one(&mut *conn)
+            .await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&mut *conn)
         .await?;
-    let total = total as u64;
-    let span = Span {
-        from: Position::START,
-        until: Position::END,
-        batch_size: options.batch_size,
-    };
-    let (at, mut applied) = fill(pool, &mut conn, projection, &tables, span, &mut |done| {
-        progress(done, total.max(done))
+    Ok(Start {
+        committed_before,
+        total: total as u64,
+        started: Instant::now(),
     })
-    .await?;
+}
 
-    // The swap: hold the checkpoint row so the live runner waits, apply what came in
-    // meanwhile, rename, move the checkpoint.
+/// A projection's shadow tables, filled up to `at`.
+struct Shadow {
+    tables: Tables,
+    deferred_indexes: Vec<String>,
+    at: Position,
+    applied: u64,
+}
+
+async fn prepare(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+) -> Result<Shadow, sqlx::Error> {
+    ensure_checkpoint(conn, projection).await?;
+    let (tables, deferred_indexes) = create_shadows(conn, projection, REBUILD_SUFFIX).await?;
+    Ok(Shadow {
+        tables,
+        deferred_indexes,
+        at: Position::START,
+        applied: 0,
+    })
+}
+
+/// Builds the deferred indexes, takes in what older transactions still held back, and swaps
+/// the shadows in: in one transaction holding the checkpoint row (the live runner waits), the
+/// events that arrived meanwhile are applied, the tables renamed, the checkpoint moved.
+async fn finish(
+    pool: &PgPool,
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    mut shadow: Shadow,
+    start: &Start,
+    batch_size: i64,
+) -> Result<RebuildReport, RebuildError> {
+    let indexing = Instant::now();
+    create_deferred_indexes(conn, &shadow.deferred_indexes).await?;
+    tracing::info!(
+        projection = projection.name(),
+        filled_after = ?start.started.elapsed().saturating_sub(indexing.elapsed()),
+        indexes = shadow.deferred_indexes.len(),
+        indexing = ?indexing.elapsed(),
+        "rebuild: shadow filled and indexed"
+    );
+    if wait_for_horizon(conn, start.committed_before).await? {
+        let span = Span {
+            from: shadow.at,
+            until: Position::END,
+            batch_size,
+        };
+        let (at, tail) = fill(pool, conn, projection, &shadow.tables, span, &mut |_| {}).await?;
+        shadow.at = at;
+        shadow.applied += tail;
+    }
     let mut tx = conn.begin().await?;
     sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
         .bind(projection.name())
@@ -206,13 +313,13 @@ pub async fn rebuild(
     let (at, tail) = fill_in_tx(
         &mut tx,
         projection,
-        &tables,
-        at,
+        &shadow.tables,
+        shadow.at,
         Position::END,
-        options.batch_size,
+        batch_size,
     )
     .await?;
-    applied += tail;
+    let applied = shadow.applied + tail;
     for table in projection.tables() {
         swap_table(&mut tx, table, &format!("{table}{REBUILD_SUFFIX}")).await?;
     }
@@ -231,12 +338,177 @@ pub async fn rebuild(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    progress(applied, total.max(applied));
     Ok(RebuildReport {
         events: applied,
         position: at,
-        elapsed: started.elapsed(),
+        elapsed: start.started.elapsed(),
     })
+}
+
+/// Rebuilds `projection` from the whole log and swaps it in. `progress(done, total)` is called
+/// after every batch (`total` is the number of events when the rebuild started).
+pub async fn rebuild(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    options: &RebuildOptions,
+    mut progress: impl FnMut(u64, u64) + Send,
+) -> Result<RebuildReport, RebuildError> {
+    let mut conn = pool.acquire().await?;
+    let mut shadow = prepare(&mut conn, projection).await?;
+    let start = start(&mut conn).await?;
+    let span = Span {
+        from: Position::START,
+        until: Position::END,
+        batch_size: options.batch_size,
+    };
+    let total = start.total;
+    (shadow.at, shadow.applied) = fill(
+        pool,
+        &mut conn,
+        projection,
+        &shadow.tables,
+        span,
+        &mut |done| progress(done, total.max(done)),
+    )
+    .await?;
+    let report = finish(
+        pool,
+        &mut conn,
+        projection,
+        shadow,
+        &start,
+        options.batch_size,
+    )
+    .await?;
+    progress(report.events, total.max(report.events));
+    Ok(report)
+}
+
+/// Rebuilds several projections in one pass over the log: each batch is read once and applied
+/// to every projection's shadows at the same time, each on its own connection; then each is
+/// swapped in. `progress(done, total)` counts events read.
+pub async fn rebuild_all(
+    pool: &PgPool,
+    projections: &[Arc<dyn Projection>],
+    options: &RebuildOptions,
+    mut progress: impl FnMut(u64, u64) + Send,
+) -> Result<Vec<(&'static str, RebuildReport)>, RebuildError> {
+    let mut prepared = Vec::new();
+    for projection in projections {
+        let mut conn = pool.acquire().await?;
+        let shadow = prepare(&mut conn, projection.as_ref()).await?;
+        prepared.push((projection.clone(), conn, shadow));
+    }
+    let Some((_, first, _)) = prepared.first_mut() else {
+        return Ok(Vec::new());
+    };
+    let start = start(first).await?;
+
+    // One worker per projection applies the batches it is sent.
+    let mut senders = Vec::new();
+    let mut workers = Vec::new();
+    for (projection, mut conn, mut shadow) in prepared {
+        let (sender, mut batches) = mpsc::channel::<Arc<Vec<StoredEvent>>>(2);
+        senders.push(sender);
+        workers.push(tokio::spawn(async move {
+            while let Some(batch) = batches.recv().await {
+                let Some(last) = batch.last().map(|e| e.position) else {
+                    continue;
+                };
+                let mut tx = conn.begin().await?;
+                if let Err(error) = projection.apply(&mut tx, &shadow.tables, &batch).await {
+                    let position = error
+                        .index
+                        .and_then(|i| batch.get(i))
+                        .map_or(last, |e| e.position);
+                    return Err(RebuildError::Apply {
+                        projection: projection.name(),
+                        position,
+                        message: error.message,
+                    });
+                }
+                tx.commit().await?;
+                shadow.at = last;
+                shadow.applied += batch.len() as u64;
+            }
+            Ok::<_, RebuildError>((projection, conn, shadow))
+        }));
+    }
+    let prefetch = |after: Position| -> JoinHandle<Result<Vec<StoredEvent>, sqlx::Error>> {
+        let pool = pool.clone();
+        let limit = options.batch_size;
+        tokio::spawn(async move { read_batch(&pool, after, Position::END, limit).await })
+    };
+    let mut next = prefetch(Position::START);
+    let mut read = 0u64;
+    loop {
+        let batch = next
+            .await
+            .map_err(|e| sqlx::Error::Protocol(e.to_string()))??;
+        let Some(last) = batch.last().map(|e| e.position) else {
+            break;
+        };
+        next = prefetch(last);
+        read += batch.len() as u64;
+        let batch = Arc::new(batch);
+        let mut delivered = true;
+        for sender in &senders {
+            delivered &= sender.send(batch.clone()).await.is_ok();
+        }
+        if !delivered {
+            // A worker stopped on an error: it is reported below.
+            next.abort();
+            break;
+        }
+        progress(read, start.total.max(read));
+    }
+    drop(senders);
+    let mut filled = Vec::new();
+    for worker in workers {
+        filled.push(
+            worker
+                .await
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))??,
+        );
+    }
+    let finishing = filled.into_iter().map(|(projection, mut conn, shadow)| {
+        let start = &start;
+        async move {
+            let report = finish(
+                pool,
+                &mut conn,
+                projection.as_ref(),
+                shadow,
+                start,
+                options.batch_size,
+            )
+            .await?;
+            Ok::<_, RebuildError>((projection.name(), report))
+        }
+    });
+    let reports = futures::future::try_join_all(finishing).await?;
+    progress(read, start.total.max(read));
+    Ok(reports)
+}
+
+/// Waits until every transaction older than `xid` has ended, so the guarded reader sees all
+/// they wrote. Returns whether it had to wait.
+async fn wait_for_horizon(conn: &mut PgConnection, xid: i64) -> Result<bool, sqlx::Error> {
+    let mut waited = false;
+    loop {
+        let horizon: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8")
+                .fetch_one(&mut *conn)
+                .await?;
+        if horizon >= xid {
+            return Ok(waited);
+        }
+        if !waited {
+            tracing::info!(xid, horizon, "rebuild waits for older transactions to end");
+        }
+        waited = true;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Replaces `live` by `shadow`, giving the shadow's indexes the live indexes' names.
@@ -310,7 +582,8 @@ pub async fn verify(
     projection: &dyn Projection,
 ) -> Result<VerifyReport, RebuildError> {
     let mut conn = pool.acquire().await?;
-    let tables = create_shadows(&mut conn, projection, VERIFY_SUFFIX).await?;
+    // Compared by full scans: the scratch tables need no secondary indexes.
+    let (tables, _) = create_shadows(&mut conn, projection, VERIFY_SUFFIX).await?;
     let first = live_checkpoint(&mut conn, projection.name()).await?;
     let result = async {
         let span = Span {

@@ -117,60 +117,61 @@ pub async fn rebuild(pool: &PgPool, name: Option<&str>, all: bool) -> anyhow::Re
     Ok(0)
 }
 
-/// Rebuilds `selected` one after the other, with a progress bar when `show_progress`, and
-/// prints a summary line per projection (and a total for several).
+/// Rebuilds `selected` in one pass over the log (each batch read once and applied to every
+/// projection at the same time), with a progress bar when `show_progress`, and prints a
+/// summary line per projection (and a total for several).
 pub async fn rebuild_all(
     pool: &PgPool,
     selected: &[Arc<dyn Projection>],
     show_progress: bool,
 ) -> anyhow::Result<(u64, Duration)> {
     let started = Instant::now();
-    let mut total_events = 0;
-    for projection in selected {
-        let bar = if show_progress {
-            progress_bar(projection.name())
-        } else {
-            ProgressBar::hidden()
-        };
-        let on_progress = {
-            let bar = bar.clone();
-            move |done: u64, total: u64| {
-                bar.set_length(total);
-                bar.set_position(done);
-            }
-        };
-        let report = projections::rebuild::rebuild(
-            pool,
-            projection.as_ref(),
-            &RebuildOptions::default(),
-            on_progress,
-        )
-        .await
-        .with_context(|| format!("rebuilding {}", projection.name()));
-        bar.finish_and_clear();
-        let report = report?;
+    let names = selected
+        .iter()
+        .map(|p| p.name())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let bar = if show_progress {
+        progress_bar(&names)
+    } else {
+        ProgressBar::hidden()
+    };
+    let on_progress = {
+        let bar = bar.clone();
+        move |done: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let reports =
+        projections::rebuild::rebuild_all(pool, selected, &RebuildOptions::default(), on_progress)
+            .await
+            .with_context(|| format!("rebuilding {names}"));
+    bar.finish_and_clear();
+    let reports = reports?;
+    let mut events = 0;
+    for (name, report) in &reports {
         let seconds = report.elapsed.as_secs_f64();
         out!(
-            "{}: rebuilt from {} events in {:.2} s ({:.0} events/s), checkpoint {}",
-            projection.name(),
+            "{name}: rebuilt from {} events in {:.2} s ({:.0} events/s), checkpoint {}",
             report.events,
             seconds,
             report.events as f64 / seconds.max(1e-9),
             report.position
         );
-        total_events += report.events;
+        events = events.max(report.events);
     }
     let elapsed = started.elapsed();
     if selected.len() > 1 {
         out!(
             "all {} projections: {} events in {:.2} s ({:.0} events/s)",
             selected.len(),
-            total_events,
+            events,
             elapsed.as_secs_f64(),
-            total_events as f64 / elapsed.as_secs_f64().max(1e-9)
+            events as f64 / elapsed.as_secs_f64().max(1e-9)
         );
     }
-    Ok((total_events, elapsed))
+    Ok((events, elapsed))
 }
 
 fn progress_bar(name: &str) -> ProgressBar {

@@ -5,4 +5,6 @@ mod concurrency;
 mod console;
 mod e2e;
 mod event_store;
+mod identity;
+mod openapi;
 mod projections_it;

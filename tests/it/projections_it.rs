@@ -337,7 +337,7 @@ async fn runners_in_other_processes_are_woken_by_notify_not_by_polling() {
     st_tests::process::eventually(Duration::from_secs(10), "the runner to start", || async {
         db.count("SELECT count(*) FROM projection_checkpoints")
             .await
-            == 1
+            == projections::all().len() as i64
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -382,7 +382,7 @@ async fn one_runner_per_projection_across_processes() {
         || async {
             db.count("SELECT count(*) FROM projection_checkpoints")
                 .await
-                == 1
+                == projections::all().len() as i64
         },
     )
     .await;
@@ -402,7 +402,11 @@ async fn one_runner_per_projection_across_processes() {
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    assert_eq!(holders, 1, "one runner holds the companies lock");
+    assert_eq!(
+        holders,
+        projections::all().len() as i64,
+        "one runner per projection holds its lock"
+    );
     assert_eq!(
         db.count("SELECT events_applied FROM projection_checkpoints")
             .await,
@@ -414,7 +418,7 @@ async fn one_runner_per_projection_across_processes() {
         .matches());
 
     // The holder's process dies: the standby takes over.
-    for runner in runners.drain(..1) {
+    for runner in runners.drain(..projections::all().len()) {
         runner.abort();
     }
     db.pool.close().await;

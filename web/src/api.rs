@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`. Money travels as decimal strings, instants as RFC 3339.
 //! Authentication arrives with the identity issue; until then every request acts for the
 //! default tenant as actor `api`, and the default bind address is loopback only.
+//! Each handler and type carries its OpenAPI description (`crate::openapi` collects them).
 
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,9 +14,14 @@ use domain::ValidationError;
 use projections::companies::{self, CompanyRow, ListQuery, StatusFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::openapi::{
+    BadRequest, Conflict, InternalError, NotFound, PayloadTooLarge, Unprocessable,
+    UnsupportedMediaType,
+};
 use crate::AppState;
 
 /// Largest JSON body the API reads.
@@ -31,7 +37,16 @@ pub fn router() -> Router<AppState> {
             "/api/v1/companies/{id}",
             get(get_company).patch(update_company),
         )
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// A known path with a method it does not serve: a problem document, like every API error.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::Rejected {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        detail: format!("{method} is not allowed on {}", uri.path()),
+    }
 }
 
 /// `Json` whose rejections are problem documents.
@@ -65,17 +80,45 @@ pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
 }
 
 /// A company as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Company)]
 pub struct CompanyJson {
     pub id: Uuid,
+    #[schema(example = "Acme")]
     pub name: String,
+    /// Money: a decimal string with exactly two places.
+    #[schema(pattern = r"^\d+\.\d{2}$", example = "500.00")]
     pub monthly_rate: String,
-    pub status: &'static str,
+    pub status: CompanyStatus,
+    /// The same as `status == "archived"`.
     pub archived: bool,
+    /// The number of events the company has had.
+    #[schema(minimum = 1, example = 1)]
     pub version: i64,
-    /// Null only when the read model lags behind the write just made (see `from_state`).
+    // Null only when the read model lags behind the write just made (see `from_state`).
+    /// Null only when the answer to a write could not wait for the lists to catch up.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub created_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub updated_at: Option<String>,
+}
+
+/// Whether a company is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CompanyStatus {
+    Active,
+    Archived,
+}
+
+impl CompanyStatus {
+    fn of(archived: bool) -> Self {
+        if archived {
+            Self::Archived
+        } else {
+            Self::Active
+        }
+    }
 }
 
 impl From<CompanyRow> for CompanyJson {
@@ -84,7 +127,7 @@ impl From<CompanyRow> for CompanyJson {
             id: row.id,
             name: row.name,
             monthly_rate: format!("{:.2}", row.monthly_rate),
-            status: if row.archived { "archived" } else { "active" },
+            status: CompanyStatus::of(row.archived),
             archived: row.archived,
             version: row.version,
             created_at: Some(
@@ -107,7 +150,7 @@ impl CompanyJson {
             id,
             name: state.name.clone(),
             monthly_rate: state.monthly_rate.unwrap_or(Amount::ZERO).to_string(),
-            status: if state.archived { "archived" } else { "active" },
+            status: CompanyStatus::of(state.archived),
             archived: state.archived,
             version: version as i64,
             created_at: None,
@@ -144,20 +187,48 @@ fn invalid(errors: impl IntoIterator<Item = Option<ValidationError>>) -> ApiErro
     ApiError::Invalid(errors.into_iter().flatten().collect())
 }
 
-#[derive(Debug, Deserialize)]
+/// A new company. Unknown fields are refused.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateCompany, example = json!({"name": "Acme", "monthly_rate": "500.00"}))]
 pub struct CreateCompanyBody {
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(value_type = String, min_length = 1, max_length = 200, example = "Acme")]
     name: Option<Value>,
+    /// Money as a decimal string (not a JSON number): at most 2 decimal places, not negative,
+    /// at most 999999999.99. Absent or null: `"0.00"`.
+    #[schema(value_type = Option<String>, pattern = r"^\d+(\.\d{1,2})?$", example = "500.00")]
     monthly_rate: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Changes to a company; absent (or null) fields stay as they are. Unknown fields are refused.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UpdateCompany, example = json!({"name": "Acme Corp", "monthly_rate": "650.50"}))]
 pub struct UpdateCompanyBody {
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200, example = "Acme Corp")]
     name: Option<Value>,
+    /// Money as a decimal string (not a JSON number): at most 2 decimal places, not negative,
+    /// at most 999999999.99.
+    #[schema(value_type = Option<String>, pattern = r"^\d+(\.\d{1,2})?$", example = "650.50")]
     monthly_rate: Option<Value>,
+    /// `true` archives the company, `false` restores it.
+    #[schema(value_type = Option<bool>)]
     archived: Option<Value>,
 }
+
+/// The `Idempotency-Key` header, as the OpenAPI document describes it (`command_meta` reads it).
+#[derive(IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+#[allow(dead_code)] // a description only
+pub struct IdempotencyKey(
+    /// Makes a retried request a no-op: a request with the same key answers with the first
+    /// request's outcome and appends nothing. 1 to 200 visible ASCII characters.
+    #[param(value_type = String, required = false, min_length = 1, max_length = 200,
+        example = "7d2c9a40-invoice-run-2026-05")]
+    Option<String>,
+);
 
 /// Metadata of an API command; `Idempotency-Key` makes a retried request a no-op.
 fn command_meta(headers: &HeaderMap) -> Result<EventMeta, ApiError> {
@@ -204,7 +275,31 @@ async fn after_command(
     )
 }
 
-async fn create_company(
+/// Register a company.
+///
+/// With an `Idempotency-Key`, a retried request registers nothing more and answers with the
+/// company the first request registered.
+#[utoipa::path(
+    post,
+    path = "/api/v1/companies",
+    tag = "companies",
+    operation_id = "createCompany",
+    params(
+        IdempotencyKey,
+    ),
+    request_body(content = CreateCompanyBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered", body = CompanyJson),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn create_company(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateCompanyBody>,
@@ -233,24 +328,60 @@ async fn create_company(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query string of the companies list. Unknown parameters are refused (400).
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Part of the name, case-insensitive; close misspellings match too.
     q: Option<String>,
+    /// Which companies to list (default `active`).
+    #[param(inline, value_type = Option<CompanyStatusFilter>)]
     status: Option<StatusFilter>,
+    /// How many companies a page holds (default 100).
+    #[param(minimum = 1, maximum = 500, default = 100)]
     limit: Option<i64>,
+    /// The `next_after` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     after: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+// The values of `projections::companies::StatusFilter`, for the OpenAPI document.
+/// Which companies a list shows.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a description only
+pub enum CompanyStatusFilter {
+    Active,
+    Archived,
+    All,
+}
+
+/// One page of companies, ordered by name.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CompanyList {
     items: Vec<CompanyJson>,
     /// Pass as `after` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Uuid, required = false)]
     next_after: Option<Uuid>,
 }
 
-async fn list_companies(
+/// List companies, ordered by name, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/companies",
+    tag = "companies",
+    operation_id = "listCompanies",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of companies", body = CompanyList),
+        (status = 400, response = BadRequest),
+        (status = 500, response = InternalError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn list_companies(
     State(state): State<AppState>,
     query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<CompanyList>, ApiError> {
@@ -289,7 +420,22 @@ async fn list_companies(
     }))
 }
 
-async fn get_company(
+/// One company.
+#[utoipa::path(
+    get,
+    path = "/api/v1/companies/{id}",
+    tag = "companies",
+    operation_id = "getCompany",
+    params(("id" = Uuid, Path, description = "The company's id")),
+    responses(
+        (status = 200, description = "The company", body = CompanyJson),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get_company(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<CompanyJson>, ApiError> {
@@ -297,7 +443,33 @@ async fn get_company(
     Ok(Json(read_company(&state, id).await?.into()))
 }
 
-async fn update_company(
+/// Change a company: rename it, set its monthly rate, archive or restore it.
+///
+/// Only the fields present change; an archived company refuses every change but a restore
+/// (409). With an `Idempotency-Key`, repeating the request changes nothing more.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/companies/{id}",
+    tag = "companies",
+    operation_id = "updateCompany",
+    params(
+        ("id" = Uuid, Path, description = "The company's id"),
+        IdempotencyKey,
+    ),
+    request_body(content = UpdateCompanyBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The company after the change", body = CompanyJson),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn update_company(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,

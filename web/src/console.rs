@@ -34,25 +34,14 @@ pub fn router() -> Router<AppState> {
         .route("/companies/{id}/rate", post(set_rate))
         .route("/companies/{id}/archive", post(archive))
         .route("/companies/{id}/restore", post(restore))
-        .route("/static/app.css", get(stylesheet))
         .layer(axum::middleware::from_fn(session_cookies))
-}
-
-async fn stylesheet() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        include_str!("../static/app.css"),
-    )
 }
 
 /// The CSRF token and flash message of this request.
 #[derive(Debug, Clone)]
-struct Cookies {
-    csrf: String,
-    flash: Option<String>,
+pub(crate) struct Cookies {
+    pub(crate) csrf: String,
+    pub(crate) flash: Option<String>,
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -74,7 +63,7 @@ fn new_token() -> String {
 }
 
 /// Gives every visitor a CSRF token cookie and hands the flash message (shown once) to the page.
-async fn session_cookies(mut request: Request, next: Next) -> Response {
+pub(crate) async fn session_cookies(mut request: Request, next: Next) -> Response {
     let existing = cookie(request.headers(), CSRF_COOKIE)
         .filter(|t| t.len() == 48 && t.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_owned);
@@ -203,6 +192,11 @@ pub fn not_found_page() -> Response {
 
 fn internal_page(error: impl std::fmt::Display) -> Response {
     tracing::error!(%error, "internal error");
+    server_error_page()
+}
+
+/// The console's 500 page (the cause is logged by the caller).
+pub fn server_error_page() -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         ErrorPage {
@@ -411,36 +405,6 @@ struct HistoryView {
     actor: String,
 }
 
-fn describe(event_type: &str, payload: &serde_json::Value) -> String {
-    let body = payload.get(event_type).unwrap_or(payload);
-    let text = |key: &str| {
-        body.get(key)
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-            .to_owned()
-    };
-    match event_type {
-        "CompanyRegistered" => format!(
-            "Registered as {} at {} a month",
-            text("name"),
-            text("monthly_rate")
-        ),
-        "CompanyRenamed" => format!(
-            "Renamed to {} (was {})",
-            text("name"),
-            text("previous_name")
-        ),
-        "MonthlyRateSet" => format!(
-            "Monthly rate set to {} (was {})",
-            text("monthly_rate"),
-            text("previous_rate")
-        ),
-        "CompanyArchived" => "Archived".into(),
-        "CompanyRestored" => "Restored".into(),
-        other => other.to_owned(),
-    }
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "company.html")]
 struct CompanyPage {
@@ -480,7 +444,7 @@ async fn render_company(
             .map(|item| HistoryView {
                 at: item.recorded_at.to_rfc3339(),
                 when: display_time(&item.recorded_at),
-                what: describe(&item.event_type, &item.payload),
+                what: projections::history::summary("company", &item.event_type, &item.payload),
                 actor: item.actor,
             })
             .collect(),
@@ -709,11 +673,5 @@ mod tests {
         ] {
             assert_eq!(percent_decode(&percent_encode(message)), message);
         }
-    }
-
-    #[test]
-    fn describes_each_company_event() {
-        let payload = serde_json::json!({"CompanyRenamed": {"name": "B", "previous_name": "A"}});
-        assert_eq!(describe("CompanyRenamed", &payload), "Renamed to B (was A)");
     }
 }

@@ -3,15 +3,18 @@
 //! only merges them.
 
 pub mod api;
+pub mod assets;
 pub mod config;
 pub mod console;
 pub mod error;
 pub mod health;
+pub mod openapi;
 pub mod serve;
 pub mod state;
 
 use axum::http::{HeaderName, Request};
 use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -22,13 +25,25 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(health::router())
         .merge(api::router())
         .merge(console::router())
+        .merge(openapi::router())
+        .merge(assets::router())
         .fallback(error::not_found_fallback)
-        .with_state(state)
-        .layer(axum::middleware::from_fn(error::render_problems))
+        .with_state(state);
+    with_middleware(routes)
+}
+
+/// The middleware around every route, innermost first: a panic becomes a 500 (problem+json
+/// or the console's page, never a dropped connection); the request id reaches handlers,
+/// pages and problem documents; it is echoed in the response; requests are traced; a request
+/// without an id gets one.
+pub fn with_middleware(routes: Router) -> Router {
+    routes
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(axum::middleware::from_fn(error::request_context))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -41,4 +56,96 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{header, StatusCode};
+    use axum::response::Response;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    /// Routes that panic, behind the same middleware as the real ones.
+    fn panicking() -> Router {
+        async fn boom() -> &'static str {
+            panic!("secret detail of the panic")
+        }
+        with_middleware(
+            Router::new()
+                .route("/api/v1/boom", get(boom))
+                .route("/boom", get(boom))
+                .fallback(error::not_found_fallback),
+        )
+    }
+
+    async fn get_from(router: Router, path: &str, id: Option<&str>) -> (Response, String) {
+        let mut request = Request::builder().uri(path);
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        let response = router
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (
+            Response::from_parts(parts, Body::empty()),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_api_is_a_problem_500_with_the_request_id() {
+        let (response, body) = get_from(panicking(), "/api/v1/boom", Some("req-api-1")).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert_eq!(response.headers()["x-request-id"], "req-api-1");
+        let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(problem["status"], 500);
+        assert_eq!(problem["request_id"], "req-api-1");
+        assert!(!body.contains("secret"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_console_is_the_friendly_500_page_with_the_request_id() {
+        let (response, body) = get_from(panicking(), "/boom", None).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert!(!id.is_empty());
+        assert!(body.contains("Something went wrong"), "{body}");
+        assert!(body.contains(&format!("<code>{id}</code>")), "{body}");
+        assert!(!body.contains("secret"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn not_found_answers_carry_the_request_id() {
+        let (page, body) = get_from(panicking(), "/nowhere", Some("req-page-404")).await;
+        assert_eq!(page.status(), StatusCode::NOT_FOUND);
+        assert!(body.contains("Page not found"));
+        assert!(body.contains("<code>req-page-404</code>"), "{body}");
+        let (problem, body) = get_from(panicking(), "/api/v1/nowhere", Some("req-api-404")).await;
+        assert_eq!(problem.status(), StatusCode::NOT_FOUND);
+        let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(problem["request_id"], "req-api-404");
+    }
+
+    #[tokio::test]
+    async fn the_request_id_extractor_reads_the_id() {
+        let router = with_middleware(Router::new().route(
+            "/id",
+            get(|error::RequestId(id): error::RequestId| async move { id }),
+        ));
+        let (_, body) = get_from(router, "/id", Some("req-extract")).await;
+        assert_eq!(body, "req-extract");
+    }
 }

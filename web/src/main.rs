@@ -66,16 +66,23 @@ fn read_password(path: &std::path::Path) -> Result<String, UsageError> {
 
 fn parse_bootstrap(args: &BootstrapArgs) -> Result<commands::identity::NewTenant, UsageError> {
     use domain::identity::{Currency, Email, TimeZone};
-    let invalid = |e: domain::ValidationError| UsageError(format!("--{}: {}", e.field.replace('_', "-"), e.message));
+    let invalid = |e: domain::ValidationError| {
+        UsageError(format!("--{}: {}", e.field.replace('_', "-"), e.message))
+    };
     let email = Email::parse(&args.email).map_err(invalid)?;
     let password = read_password(&args.password_file)?;
-    commands::identity::check_password(&password).map_err(|e| UsageError(format!("the password {}", e.message)))?;
+    commands::identity::check_password(&password)
+        .map_err(|e| UsageError(format!("the password {}", e.message)))?;
     Ok(commands::identity::NewTenant {
         tenant_name: args.tenant.clone(),
-        owner_name: args
-            .name
-            .clone()
-            .unwrap_or_else(|| email.as_str().split('@').next().unwrap_or_default().to_owned()),
+        owner_name: args.name.clone().unwrap_or_else(|| {
+            email
+                .as_str()
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        }),
         email,
         password,
         currency: Currency::parse(&args.currency).map_err(invalid)?,

@@ -1,0 +1,460 @@
+//! The OpenAPI document served at `/api/v1/openapi.json`: a well-formed OpenAPI 3 document
+//! (every `$ref` resolves), describing every endpoint with its problem responses, and
+//! describing what the endpoints really answer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+use st_tests::TestApp;
+
+/// Every endpoint of the service, with the problem statuses each one documents.
+const OPERATIONS: &[(&str, &str, &[u16])] = &[
+    ("/api/v1/companies", "get", &[400, 500]),
+    ("/api/v1/companies", "post", &[400, 409, 413, 415, 422, 500]),
+    ("/api/v1/companies/{id}", "get", &[400, 404, 500]),
+    (
+        "/api/v1/companies/{id}",
+        "patch",
+        &[400, 404, 409, 413, 415, 422, 500],
+    ),
+    ("/healthz", "get", &[500]),
+    ("/api/v1/openapi.json", "get", &[500]),
+];
+
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+async fn document(app: &TestApp) -> Value {
+    let reply = app.request(Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(
+        reply.content_type.starts_with("application/json"),
+        "{}",
+        reply.content_type
+    );
+    reply.json()
+}
+
+/// Follows a local JSON reference (`#/a/b~1c`) from the document's root.
+fn resolve<'a>(doc: &'a Value, reference: &str) -> Option<&'a Value> {
+    let pointer = reference.strip_prefix('#')?;
+    doc.pointer(pointer)
+}
+
+/// A value, or what its `$ref` points to.
+fn deref<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            resolve(doc, reference).unwrap_or_else(|| panic!("{reference} does not resolve"))
+        }
+        None => value,
+    }
+}
+
+/// Every `$ref` in the document, with where it was found.
+fn refs(value: &Value, at: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if key == "$ref" {
+                    out.push((
+                        at.to_owned(),
+                        child.as_str().unwrap_or("<not a string>").into(),
+                    ));
+                } else {
+                    refs(child, &format!("{at}/{key}"), out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                refs(child, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_document_is_well_formed_openapi_3() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+
+    let version = doc["openapi"].as_str().expect("openapi is a string");
+    assert!(version.starts_with("3."), "openapi {version}");
+    assert!(doc["info"]["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(doc["info"]["version"].is_string());
+    assert!(doc["paths"].is_object());
+
+    // Every reference is local and resolves, and points where its kind belongs.
+    let mut found = Vec::new();
+    refs(&doc, "", &mut found);
+    assert!(found.len() > 20, "the document uses components: {found:?}");
+    for (at, reference) in &found {
+        assert!(
+            reference.starts_with("#/components/"),
+            "{at}: {reference} is not a local component"
+        );
+        assert!(
+            resolve(&doc, reference).is_some(),
+            "{at}: {reference} does not resolve"
+        );
+        if at.ends_with("/schema") || at.contains("/properties/") || at.ends_with("/items") {
+            assert!(
+                reference.starts_with("#/components/schemas/"),
+                "{at}: {reference}"
+            );
+        }
+    }
+
+    // Exactly the endpoints that exist, each fully described.
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| METHODS.contains(&k.as_str()))
+                .map(move |method| (path.clone(), method.clone()))
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = OPERATIONS
+        .iter()
+        .map(|(p, m, _)| ((*p).to_owned(), (*m).to_owned()))
+        .collect();
+    assert_eq!(documented, expected);
+
+    let mut operation_ids = BTreeSet::new();
+    for (path, method, problems) in OPERATIONS {
+        let op = &doc["paths"][path][method];
+        let name = format!("{method} {path}");
+        let id = op["operationId"].as_str().expect("operationId");
+        assert!(
+            operation_ids.insert(id.to_owned()),
+            "{name}: duplicate {id}"
+        );
+        assert!(op["summary"].is_string(), "{name}: summary");
+
+        let responses = op["responses"].as_object().expect("responses");
+        assert!(
+            responses.keys().any(|code| code.starts_with('2')),
+            "{name}: no success response"
+        );
+        for (code, response) in responses {
+            assert!(
+                deref(&doc, response)["description"].is_string(),
+                "{name} {code}: description"
+            );
+        }
+        for status in *problems {
+            let response = responses
+                .get(&status.to_string())
+                .unwrap_or_else(|| panic!("{name}: no {status} response"));
+            let response = deref(&doc, response);
+            let schema = &response["content"]["application/problem+json"]["schema"];
+            assert_eq!(
+                schema["$ref"], "#/components/schemas/Problem",
+                "{name} {status}: not a problem document"
+            );
+            assert!(response["headers"]["x-request-id"].is_object());
+        }
+
+        // Path templates have their parameters.
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        for segment in path.split('/').filter(|s| s.starts_with('{')) {
+            let param = segment.trim_matches(|c| c == '{' || c == '}');
+            let p = params
+                .iter()
+                .find(|p| p["name"] == param && p["in"] == "path")
+                .unwrap_or_else(|| panic!("{name}: no path parameter {param}"));
+            assert_eq!(p["required"], true);
+            assert_eq!(p["schema"]["format"], "uuid");
+        }
+
+        // The API asks for the bearer token (required from the identity release on).
+        let secured = op["security"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+        assert_eq!(secured, path.starts_with("/api/v1/companies"), "{name}");
+
+        if *method == "post" || *method == "patch" {
+            let body = &op["requestBody"];
+            assert_eq!(body["required"], true, "{name}");
+            let schema = deref(&doc, &body["content"]["application/json"]["schema"]);
+            assert_eq!(schema["additionalProperties"], false, "{name}");
+            let key = params
+                .iter()
+                .find(|p| p["name"] == "Idempotency-Key")
+                .unwrap_or_else(|| panic!("{name}: no Idempotency-Key"));
+            assert_eq!(key["in"], "header");
+            assert_eq!(key["required"], false);
+            assert_eq!(key["schema"]["maxLength"], 200);
+        }
+    }
+
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http");
+    assert_eq!(scheme["scheme"], "bearer");
+    assert!(scheme["description"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("required from the identity release on"));
+}
+
+#[tokio::test]
+async fn the_schemas_say_what_the_contracts_say() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    let schemas = &doc["components"]["schemas"];
+
+    // Money as decimal strings, instants as date-time, ids as UUIDs.
+    let company = &schemas["Company"]["properties"];
+    assert_eq!(company["monthly_rate"]["type"], "string");
+    assert_eq!(company["monthly_rate"]["example"], "500.00");
+    assert!(company["monthly_rate"]["pattern"].is_string());
+    assert_eq!(company["id"]["format"], "uuid");
+    assert_eq!(company["created_at"]["format"], "date-time");
+    assert_eq!(company["updated_at"]["format"], "date-time");
+    for body in ["CreateCompany", "UpdateCompany"] {
+        let rate = &schemas[body]["properties"]["monthly_rate"];
+        assert!(rate["type"] == "string" || rate["type"] == json!(["string", "null"]));
+        assert!(rate["pattern"].is_string(), "{body}");
+    }
+
+    // The problem document.
+    let problem = &schemas["Problem"];
+    for field in ["type", "title", "status", "detail", "errors", "request_id"] {
+        assert!(problem["properties"][field].is_object(), "Problem.{field}");
+    }
+    let required: BTreeSet<&str> = problem["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        required,
+        BTreeSet::from(["type", "title", "status", "detail"])
+    );
+    let field_error = deref(&doc, &problem["properties"]["errors"]["items"]);
+    assert!(field_error["properties"]["field"].is_object());
+    assert!(field_error["properties"]["message"].is_object());
+
+    // The list's query parameters.
+    let params: BTreeMap<String, Value> = doc["paths"]["/api/v1/companies"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["in"], "query");
+            (p["name"].as_str().unwrap().to_owned(), p.clone())
+        })
+        .collect();
+    assert_eq!(
+        params.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["after", "limit", "q", "status"]
+    );
+    assert_eq!(
+        deref(&doc, &params["status"]["schema"])["enum"],
+        json!(["active", "archived", "all"])
+    );
+    assert_eq!(params["limit"]["schema"]["minimum"], 1);
+    assert_eq!(params["limit"]["schema"]["maximum"], 500);
+    assert_eq!(params["after"]["schema"]["format"], "uuid");
+}
+
+/// Checks `value` against the parts of JSON Schema the document uses (types, required,
+/// properties, additionalProperties, items, enum, uuid and date-time formats).
+fn check(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    let schema = deref(doc, schema);
+    if let Some(types) = schema.get("type") {
+        let types: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let actual = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let ok = types.contains(&actual) || (actual == "integer" && types.contains(&"number"));
+        if !ok {
+            errors.push(format!("{at}: {actual}, expected {types:?}"));
+            return;
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        if !allowed.contains(value) {
+            errors.push(format!("{at}: {value} not in {allowed:?}"));
+        }
+    }
+    if let (Some(format), Some(text)) =
+        (schema.get("format").and_then(Value::as_str), value.as_str())
+    {
+        let ok = match format {
+            "uuid" => uuid::Uuid::parse_str(text).is_ok(),
+            "date-time" => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+            _ => true,
+        };
+        if !ok {
+            errors.push(format!("{at}: {text:?} is not a {format}"));
+        }
+    }
+    if let Value::Object(map) = value {
+        for key in schema["required"].as_array().into_iter().flatten() {
+            let key = key.as_str().unwrap();
+            if !map.contains_key(key) {
+                errors.push(format!("{at}: {key} is missing"));
+            }
+        }
+        let properties = schema["properties"].as_object();
+        for (key, child) in map {
+            match properties.and_then(|p| p.get(key)) {
+                Some(property) => check(doc, property, child, &format!("{at}.{key}"), errors),
+                None => errors.push(format!("{at}: {key} is not documented")),
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            check(doc, item_schema, item, &format!("{at}[{i}]"), errors);
+        }
+    }
+}
+
+fn assert_matches(doc: &Value, path: &str, method: &str, status: u16, reply: &st_tests::Reply) {
+    assert_eq!(reply.status.as_u16(), status, "{}", reply.text);
+    let response = deref(
+        doc,
+        &doc["paths"][path][method]["responses"][status.to_string()],
+    );
+    let media = reply.content_type.split(';').next().unwrap().trim();
+    let schema = &response["content"][media]["schema"];
+    assert!(
+        schema.is_object(),
+        "{method} {path} {status}: {media} is not documented"
+    );
+    let mut errors = Vec::new();
+    check(doc, schema, &reply.json(), "$", &mut errors);
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status}: {errors:#?}\n{}",
+        reply.text
+    );
+}
+
+#[tokio::test]
+async fn the_endpoints_answer_as_documented() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    let companies = "/api/v1/companies";
+    let one = "/api/v1/companies/{id}";
+
+    // The checks below have teeth.
+    assert!(resolve(&doc, "#/components/schemas/Nope").is_none());
+    let mut errors = Vec::new();
+    check(
+        &doc,
+        &json!({"$ref": "#/components/schemas/Company"}),
+        &json!({"id": "not-a-uuid", "status": "gone", "extra": 1}),
+        "$",
+        &mut errors,
+    );
+    for expected in [
+        "not a uuid",
+        "not in",
+        "name is missing",
+        "extra is not documented",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{expected}: {errors:?}"
+        );
+    }
+
+    let created = app
+        .send(
+            Method::POST,
+            companies,
+            Some(r#"{"name": "Acme", "monthly_rate": "500"}"#),
+            &[("idempotency-key", "openapi-test")],
+        )
+        .await;
+    assert_matches(&doc, companies, "post", 201, &created);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+
+    let list = app
+        .request(Method::GET, &format!("{companies}?limit=1"), None)
+        .await;
+    assert_matches(&doc, companies, "get", 200, &list);
+    assert!(
+        list.json()["next_after"].is_string(),
+        "a full page has a cursor"
+    );
+    let bad_limit = app
+        .request(Method::GET, &format!("{companies}?limit=0"), None)
+        .await;
+    assert_matches(&doc, companies, "get", 400, &bad_limit);
+
+    let read = app
+        .request(Method::GET, &format!("{companies}/{id}"), None)
+        .await;
+    assert_matches(&doc, one, "get", 200, &read);
+    let missing = app
+        .request(
+            Method::GET,
+            &format!("{companies}/{}", uuid::Uuid::nil()),
+            None,
+        )
+        .await;
+    assert_matches(&doc, one, "get", 404, &missing);
+
+    let invalid = app
+        .request(
+            Method::PATCH,
+            &format!("{companies}/{id}"),
+            Some(r#"{"name": "", "monthly_rate": "-1"}"#),
+        )
+        .await;
+    assert_matches(&doc, one, "patch", 422, &invalid);
+    assert_eq!(invalid.json()["errors"].as_array().unwrap().len(), 2);
+    let not_json = app
+        .send_body(
+            Method::PATCH,
+            &format!("{companies}/{id}"),
+            "name=x",
+            &[("content-type", "text/plain")],
+        )
+        .await;
+    assert_matches(&doc, one, "patch", 415, &not_json);
+    let archived = app
+        .request(
+            Method::PATCH,
+            &format!("{companies}/{id}"),
+            Some(r#"{"archived": true}"#),
+        )
+        .await;
+    assert_matches(&doc, one, "patch", 200, &archived);
+    let refused = app
+        .request(
+            Method::PATCH,
+            &format!("{companies}/{id}"),
+            Some(r#"{"name": "Nope"}"#),
+        )
+        .await;
+    assert_matches(&doc, one, "patch", 409, &refused);
+
+    app.settle().await;
+    let health = app.request(Method::GET, "/healthz", None).await;
+    assert_matches(&doc, "/healthz", "get", 200, &health);
+}

@@ -1,0 +1,225 @@
+//! The OpenAPI document at `GET /api/v1/openapi.json`, generated from the handlers'
+//! `#[utoipa::path]` annotations and the types' `ToSchema` derives (utoipa), so it describes
+//! the code that runs. Also the reusable problem+json responses the operations refer to.
+
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::{Response as OpenApiResponse, ResponseBuilder};
+use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+use utoipa::{Modify, OpenApi};
+
+use crate::{api, error, health};
+
+/// The name of the bearer security scheme in `components.securitySchemes`.
+pub const BEARER: &str = "bearer";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "SupportTracker API",
+        description = "The JSON API of SupportTracker.\n\n\
+            - Money is a decimal string such as `\"500.00\"`, never a JSON number; instants are \
+              RFC 3339 (`date-time`); ids are UUIDs.\n\
+            - Errors are `application/problem+json` (RFC 9457) and carry the request's id \
+              (also in the `x-request-id` response header): quote it when reporting a problem.\n\
+            - Authentication: `Authorization: Bearer <token>`, required from the identity \
+              release on. Until then requests are accepted without a token and act for the \
+              default tenant.\n\
+            - `POST` and `PATCH` accept an `Idempotency-Key` header: a retried request with the \
+              same key changes nothing more and answers with the first outcome.",
+    ),
+    paths(
+        api::list_companies,
+        api::create_company,
+        api::get_company,
+        api::update_company,
+        health::healthz,
+        openapi_json,
+    ),
+    components(
+        schemas(
+            api::CompanyJson,
+            api::CompanyStatus,
+            api::CompanyList,
+            api::CreateCompanyBody,
+            api::UpdateCompanyBody,
+            api::CompanyStatusFilter,
+            error::Problem,
+            error::FieldError,
+            health::Health,
+            health::HealthStatus,
+            health::Database,
+            health::ProjectionStatusSchema,
+            health::PositionSchema,
+        ),
+        responses(
+            BadRequest,
+            NotFound,
+            Conflict,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            Unprocessable,
+            InternalError,
+        ),
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "companies", description = "The service's customer companies"),
+        (name = "service", description = "Health and this document"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// Declares `Authorization: Bearer <token>` (the operations that need it say so).
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // utoipa fills the licence from the crate's manifest, which names none.
+        openapi.info.license = None;
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`Authorization: Bearer <token>`. Required from the identity release on; \
+                         until then the API accepts requests without it (the default bind \
+                         address is loopback only).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document, built once.
+pub fn document() -> &'static str {
+    static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+        ApiDoc::openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes")
+    });
+    &DOCUMENT
+}
+
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route("/api/v1/openapi.json", get(openapi_json))
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "service",
+    operation_id = "openapi",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API",
+            body = Object, content_type = "application/json"),
+        (status = 500, response = InternalError),
+    )
+)]
+pub async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
+}
+
+/// A problem+json response referring to the `Problem` schema, with an example.
+fn problem(description: &str, example: serde_json::Value) -> OpenApiResponse {
+    ResponseBuilder::new()
+        .description(description)
+        .header(
+            "x-request-id",
+            HeaderBuilder::new()
+                .schema(Some(Object::with_type(Type::String)))
+                .description(Some("The request's id, also in the problem's `request_id`"))
+                .build(),
+        )
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .example(Some(example))
+                .build(),
+        )
+        .build()
+}
+
+macro_rules! problem_responses {
+    ($($(#[$doc:meta])* $name:ident => $description:literal, $example:expr;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl<'r> utoipa::ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<OpenApiResponse>) {
+                (stringify!($name), problem($description, $example).into())
+            }
+        }
+    )*};
+}
+
+const EXAMPLE_ID: &str = "0b5c3f8e-2d1a-4c7e-9f3b-6a1d2e4f5a6b";
+
+problem_responses! {
+    /// 400: a malformed request (bad id, query string, header or JSON syntax).
+    BadRequest => "Malformed request: an id that is not a UUID, a bad query string or \
+        `Idempotency-Key`, or a body that is not JSON",
+        json!({"type": "about:blank", "title": "Bad request", "status": 400,
+            "detail": "company id \"42\" is not valid: ids are UUIDs", "request_id": EXAMPLE_ID});
+    /// 404: no such record (or one of another tenant), or no such endpoint.
+    NotFound => "No such record (records of other tenants do not exist for you)",
+        json!({"type": "about:blank", "title": "Not found", "status": 404,
+            "detail": "company 3f0c9a52-8d0e-4b8e-9a57-1f1c2a3b4c5d not found",
+            "request_id": EXAMPLE_ID});
+    /// 409: the record's state refuses the change, or a concurrent change won.
+    Conflict => "The record's state refuses this change (for example it is archived), or \
+        someone changed it at the same moment",
+        json!({"type": "/problems/conflict", "title": "Conflict", "status": 409,
+            "detail": "the company is archived", "request_id": EXAMPLE_ID});
+    /// 413: the body is larger than the API reads.
+    PayloadTooLarge => "The body is larger than 65536 bytes",
+        json!({"type": "about:blank", "title": "Payload Too Large", "status": 413,
+            "detail": "the body is larger than 65536 bytes", "request_id": EXAMPLE_ID});
+    /// 415: the body is not sent as JSON.
+    UnsupportedMediaType => "The body is not sent as `application/json`",
+        json!({"type": "about:blank", "title": "Unsupported Media Type", "status": 415,
+            "detail": "send the body as JSON with `Content-Type: application/json`",
+            "request_id": EXAMPLE_ID});
+    /// 422: well-formed JSON with invalid fields; `errors` lists each one.
+    Unprocessable => "Invalid fields (each one in `errors`), unknown fields, or a body that \
+        is not a JSON object",
+        json!({"type": "/problems/validation", "title": "The request has invalid fields",
+            "status": 422, "detail": "name: must not be empty; monthly_rate: must not be negative",
+            "errors": [
+                {"field": "name", "message": "must not be empty"},
+                {"field": "monthly_rate", "message": "must not be negative"}
+            ],
+            "request_id": EXAMPLE_ID});
+    /// 500: the server failed; the log has the details under the request id.
+    InternalError => "The server failed; nothing about the cause is sent. Quote the request \
+        id when reporting it",
+        json!({"type": "about:blank", "title": "Internal server error", "status": 500,
+            "detail": "internal error; quote the request id when reporting it",
+            "request_id": EXAMPLE_ID});
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_1_json() {
+        let doc: serde_json::Value = serde_json::from_str(document()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["title"], "SupportTracker API");
+        assert!(doc["components"]["securitySchemes"][BEARER].is_object());
+    }
+}
