@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::event::{position_from, read_batch};
 use crate::runner::ensure_checkpoint;
-use crate::{Position, Projection, StoredEvent, Tables};
+use crate::{ApplyError, Position, Projection, StoredEvent, Tables};
 
 #[derive(Debug, Clone)]
 pub struct RebuildOptions {
@@ -138,6 +138,40 @@ async fn drop_shadows(
     Ok(())
 }
 
+/// Applies one batch to shadow tables in its own transaction.
+async fn apply_to_shadow(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    tables: &Tables,
+    batch: &[StoredEvent],
+) -> Result<(), RebuildError> {
+    let mut tx = conn.begin().await?;
+    projection
+        .apply(&mut tx, tables, batch)
+        .await
+        .map_err(|error| failed_at(projection, batch, error))?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The rebuild error for a batch that failed, naming the failing event when known.
+fn failed_at(
+    projection: &dyn Projection,
+    batch: &[StoredEvent],
+    error: ApplyError,
+) -> RebuildError {
+    let position = error
+        .index
+        .and_then(|i| batch.get(i))
+        .or(batch.last())
+        .map_or(Position::START, |e| e.position);
+    RebuildError::Apply {
+        projection: projection.name(),
+        position,
+        message: error.message,
+    }
+}
+
 /// A stretch of the log: after `from`, not after `until`, read `batch_size` events at a time.
 #[derive(Debug, Clone, Copy)]
 struct Span {
@@ -176,20 +210,10 @@ async fn fill(
             return Ok((at, applied));
         };
         next = prefetch(last);
-        let mut tx = conn.begin().await?;
-        if let Err(error) = projection.apply(&mut tx, tables, &batch).await {
+        if let Err(error) = apply_to_shadow(conn, projection, tables, &batch).await {
             next.abort();
-            let position = error
-                .index
-                .and_then(|i| batch.get(i))
-                .map_or(last, |e| e.position);
-            return Err(RebuildError::Apply {
-                projection: projection.name(),
-                position,
-                message: error.message,
-            });
+            return Err(error);
         }
-        tx.commit().await?;
         applied += batch.len() as u64;
         at = last;
         progress(applied);
@@ -213,16 +237,10 @@ async fn fill_in_tx(
         let Some(last) = batch.last().map(|e| e.position) else {
             return Ok((at, applied));
         };
-        if let Err(error) = projection.apply(&mut *conn, tables, &batch).await {
-            return Err(RebuildError::Apply {
-                projection: projection.name(),
-                position: error
-                    .index
-                    .and_then(|i| batch.get(i))
-                    .map_or(last, |e| e.position),
-                message: error.message,
-            });
-        }
+        projection
+            .apply(&mut *conn, tables, &batch)
+            .await
+            .map_err(|error| failed_at(projection, &batch, error))?;
         applied += batch.len() as u64;
         at = last;
     }
@@ -415,19 +433,7 @@ pub async fn rebuild_all(
                 let Some(last) = batch.last().map(|e| e.position) else {
                     continue;
                 };
-                let mut tx = conn.begin().await?;
-                if let Err(error) = projection.apply(&mut tx, &shadow.tables, &batch).await {
-                    let position = error
-                        .index
-                        .and_then(|i| batch.get(i))
-                        .map_or(last, |e| e.position);
-                    return Err(RebuildError::Apply {
-                        projection: projection.name(),
-                        position,
-                        message: error.message,
-                    });
-                }
-                tx.commit().await?;
+                apply_to_shadow(&mut conn, projection.as_ref(), &shadow.tables, &batch).await?;
                 shadow.at = last;
                 shadow.applied += batch.len() as u64;
             }
