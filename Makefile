@@ -34,7 +34,9 @@ run: setup
 
 # The whole suite runs against one fresh, throwaway cluster (DATABASE_URL set by st-pg; an
 # existing DATABASE_URL is used as is). The exit code is the test run's.
-test: setup
+# The browser tests need Chromium and chromedriver: the test set-up installs them too.
+test:
+	ST_NEED_BROWSER=1 CARGO="$(CARGO)" ./scripts/setup.sh
 	$(CARGO) build --workspace --bins
 	$(ST_PG) exec --fresh --fast -- $(CARGO) nextest run $(NEXTEST_ARGS)
 

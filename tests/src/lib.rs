@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use tower::ServiceExt;
 use web::state::{AppState, Settings};
 
+pub mod browser;
 pub mod process;
 
 static SERVER: OnceLock<String> = OnceLock::new();
