@@ -8,6 +8,24 @@ use st_tests::browser::Browser;
 use st_tests::process::Server;
 use st_tests::TestDb;
 
+/// Waits until the element `css` exists and its text contains `needle` (the next page may still
+/// be loading after a click: the old page's elements are there until it has).
+async fn wait_for_text(browser: &Browser, css: &str, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(element) = browser.client.find(Locator::Css(css)).await {
+            if element.text().await.is_ok_and(|t| t.contains(needle)) {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{css} never showed {needle:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn text_of(browser: &Browser, css: &str) -> String {
     browser
         .client
@@ -48,9 +66,7 @@ async fn a_company_is_added_and_renamed_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    assert!(text_of(&browser, "#rate-error")
-        .await
-        .contains("at most 2 decimal places"));
+    wait_for_text(&browser, "#rate-error", "at most 2 decimal places").await;
     let kept = c
         .find(Locator::Id("name"))
         .await
@@ -70,12 +86,7 @@ async fn a_company_is_added_and_renamed_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("p.flash"))
-        .await
-        .unwrap();
-    assert!(text_of(&browser, "p.flash").await.contains("Added Initech"));
+    wait_for_text(&browser, "p.flash", "Added Initech").await;
     assert!(text_of(&browser, "h1").await.contains("Initech"));
     assert!(text_of(&browser, ".facts").await.contains("1250.00"));
     let page = c.current_url().await.unwrap();
@@ -93,11 +104,7 @@ async fn a_company_is_added_and_renamed_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("p.flash"))
-        .await
-        .unwrap();
+    wait_for_text(&browser, "p.flash", "Renamed to Initech Ltd").await;
     assert!(text_of(&browser, "h1").await.contains("Initech Ltd"));
     assert!(text_of(&browser, ".history")
         .await
