@@ -141,17 +141,6 @@ pub async fn release_email(pool: &PgPool, email: &Email, user_id: Uuid) -> Resul
     Ok(())
 }
 
-/// The person a sign-in address belongs to.
-pub async fn user_for_email(
-    pool: &PgPool,
-    email: &Email,
-) -> Result<Option<(Uuid, Uuid)>, sqlx::Error> {
-    sqlx::query_as("SELECT user_id, tenant_id FROM user_emails WHERE email = $1")
-        .bind(email.as_str())
-        .fetch_optional(pool)
-        .await
-}
-
 /// What `bootstrap` created. The API token is shown once and stored only as a digest.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Bootstrapped {

@@ -472,25 +472,6 @@ impl EventStore {
             None => Ok((state, stored.len())),
         })
     }
-
-    /// The (tx_id, global_position) of an event, for read-your-writes waits.
-    pub async fn position_of(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        sequence: usize,
-    ) -> Result<Option<(u64, i64)>, sqlx::Error> {
-        sqlx::query_as::<_, (String, i64)>(
-            "SELECT tx_id::text, global_position FROM events
-              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
-        )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .bind(sequence as i64)
-        .fetch_optional(&self.pool)
-        .await
-        .map(|row| row.map(|(tx, pos)| (tx.parse().unwrap_or(u64::MAX), pos)))
-    }
 }
 
 /// Applies the upcasters that match, in order.

@@ -12,7 +12,7 @@ use commands::StoredAggregate;
 use domain::company::{Company, CompanyEvent};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor, Row};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::{ApplyError, Projection, StoredEvent, Tables};
@@ -288,13 +288,4 @@ pub async fn get<'e>(
         .bind(id)
         .fetch_optional(db)
         .await
-}
-
-/// Number of companies of a tenant (for the list heading).
-pub async fn count<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT count(*) FROM companies WHERE tenant_id = $1 AND NOT archived")
-        .bind(tenant_id)
-        .fetch_one(db)
-        .await?
-        .try_get(0)
 }
