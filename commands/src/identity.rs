@@ -253,6 +253,332 @@ async fn create_tenant(
     })
 }
 
+/// How long an invitation link works.
+pub const INVITATION_LIFETIME: chrono::Duration = chrono::Duration::days(7);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InviteError {
+    #[error("{0} is already in use")]
+    EmailTaken(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// An invitation sent: the person's id and the link's secret (it also went to the outbox).
+#[derive(Debug, Clone)]
+pub struct Invitation {
+    pub user_id: Uuid,
+    pub token: String,
+    pub link: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What `invite` needs to know about the new person.
+pub struct NewPerson {
+    pub email: Email,
+    pub name: String,
+    pub role: domain::identity::Role,
+    /// The customer company of a `client` (checked to exist by the caller).
+    pub company_id: Option<Uuid>,
+}
+
+/// Invites a person into `meta`'s tenant: reserves their address, adds them as a member with
+/// their role, creates them with a one-time invitation link and queues the message carrying
+/// it. Sent again with the same command id, it creates nothing more.
+pub async fn invite(
+    store: &EventStore,
+    meta: &EventMeta,
+    person: NewPerson,
+    public_url: &str,
+) -> Result<Invitation, InviteError> {
+    let tenant_id = meta.tenant_id;
+    let user_id = meta.new_aggregate_id();
+    let failed = |e: String| InviteError::Failed(e);
+    match reserve_email(store.pool(), &person.email, user_id, tenant_id).await {
+        Ok(()) => {}
+        Err(ReserveError::Taken(email)) => return Err(InviteError::EmailTaken(email)),
+        Err(ReserveError::Database(e)) => return Err(failed(e.to_string())),
+    }
+    let member_meta = meta
+        .clone()
+        .with_command_id(Uuid::new_v5(&meta.command_id, b"member"));
+    let added = store
+        .execute::<Tenant>(
+            &tenant_id.to_string(),
+            TenantCommand::AddMember {
+                user_id,
+                role: person.role,
+                company_id: person.company_id,
+            },
+            &(),
+            &member_meta,
+            crate::ConflictPolicy::RetryOnce,
+        )
+        .await;
+    if let Err(error) = added {
+        if let Err(e) = release_email(store.pool(), &person.email, user_id).await {
+            tracing::warn!(error = %e, "could not release an email reservation");
+        }
+        return Err(match error {
+            crate::CommandError::Domain(e) => InviteError::Refused(e.to_string()),
+            other => failed(other.to_string()),
+        });
+    }
+    let (token, token_digest) = new_token("iv_");
+    let expires_at = chrono::Utc::now() + INVITATION_LIFETIME;
+    let created = store
+        .create::<User>(
+            &user_id.to_string(),
+            UserCommand::Invite {
+                tenant_id,
+                email: person.email.clone(),
+                name: person.name.clone(),
+                link: domain::user::OneTimeLink {
+                    token_digest,
+                    expires_at,
+                },
+            },
+            &(),
+            meta,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::CommandError::Domain(e) => InviteError::Refused(e.to_string()),
+            other => failed(other.to_string()),
+        })?;
+    if created.replayed {
+        // The first attempt sent the message; its link's secret is not known any more.
+        return Err(InviteError::Refused(
+            "this invitation was already sent; use \"send again\" for a new link".into(),
+        ));
+    }
+    let link = format!("{public_url}/invitation/{user_id}/{token}");
+    send_invitation(store.pool(), tenant_id, &person.email, &person.name, &link, expires_at)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(Invitation {
+        user_id,
+        token,
+        link,
+        expires_at,
+    })
+}
+
+/// A new invitation link for a person who has not accepted yet; the old link stops working.
+pub async fn renew_invitation(
+    store: &EventStore,
+    meta: &EventMeta,
+    user_id: Uuid,
+    public_url: &str,
+) -> Result<Invitation, InviteError> {
+    let (token, token_digest) = new_token("iv_");
+    let expires_at = chrono::Utc::now() + INVITATION_LIFETIME;
+    let done = store
+        .execute::<User>(
+            &user_id.to_string(),
+            UserCommand::RenewInvitation {
+                link: domain::user::OneTimeLink {
+                    token_digest,
+                    expires_at,
+                },
+            },
+            &(),
+            meta,
+            crate::ConflictPolicy::RetryOnce,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::CommandError::Domain(e) => InviteError::Refused(e.to_string()),
+            crate::CommandError::NotFound => InviteError::Refused("person not found".into()),
+            other => InviteError::Failed(other.to_string()),
+        })?;
+    let email = Email::parse(&done.state.email).map_err(|e| InviteError::Failed(e.to_string()))?;
+    let link = format!("{public_url}/invitation/{user_id}/{token}");
+    send_invitation(store.pool(), meta.tenant_id, &email, &done.state.name, &link, expires_at)
+        .await
+        .map_err(|e| InviteError::Failed(e.to_string()))?;
+    Ok(Invitation {
+        user_id,
+        token,
+        link,
+        expires_at,
+    })
+}
+
+async fn send_invitation(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    email: &Email,
+    name: &str,
+    link: &str,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
+    crate::outbox::enqueue(
+        pool,
+        tenant_id,
+        "invitation",
+        email.as_str(),
+        "You are invited to SupportTracker",
+        &format!(
+            "Hello {name},\n\nYou are invited to join your team on SupportTracker. Open this \
+             link to choose your password (it works until {}):\n{link}\n",
+            expires_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// A token just created. `token` is `None` when the command had run before (same command id):
+/// the secret was shown then and is not stored anywhere.
+#[derive(Debug, Clone)]
+pub struct CreatedToken {
+    pub token_id: Uuid,
+    pub token: Option<String>,
+    /// The person's event version after the creation (for read-your-writes).
+    pub version: usize,
+}
+
+/// Creates an API token for `user_id`; the token is returned once and stored as a digest.
+pub async fn create_api_token(
+    store: &EventStore,
+    meta: &EventMeta,
+    user_id: Uuid,
+    name: &str,
+) -> Result<CreatedToken, crate::CommandError<domain::user::UserError>> {
+    let (token, token_digest) = new_token("st_");
+    let token_id = Uuid::new_v5(&meta.command_id, b"api-token");
+    let done = store
+        .execute::<User>(
+            &user_id.to_string(),
+            UserCommand::CreateApiToken {
+                token_id,
+                name: name.to_owned(),
+                token_digest,
+                now: chrono::Utc::now(),
+            },
+            &(),
+            meta,
+            crate::ConflictPolicy::RetryOnce,
+        )
+        .await?;
+    Ok(CreatedToken {
+        token_id,
+        token: (!done.replayed).then_some(token),
+        version: done.version,
+    })
+}
+
+/// Why a sign-in was refused. `WrongCredentials` is deliberately one answer for an unknown
+/// address, a person without a password and a wrong password.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("wrong email or password")]
+    WrongCredentials,
+    #[error("too many failed sign-ins; try again in {}", crate::throttle::human(*.0))]
+    Throttled(chrono::Duration),
+    #[error("this account is disabled; ask an administrator of your organisation")]
+    Disabled,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Who signed in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedIn {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub role: domain::identity::Role,
+    /// The person's event version (for read-your-writes on the `users` projection).
+    pub user_version: usize,
+}
+
+/// A valid PHC string of a password nobody knows: verifying against it costs the same as a
+/// real check, so an unknown address takes as long to refuse as a wrong password.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password("no one has this password").unwrap_or_default());
+
+/// Checks an email and password (argon2id, off the async threads) under the sign-in throttle
+/// of the account and of `address`.
+pub async fn sign_in(
+    store: &EventStore,
+    email: &str,
+    password: &str,
+    address: &str,
+) -> Result<SignedIn, SignInError> {
+    let pool = store.pool();
+    let failed = |e: sqlx::Error| SignInError::Failed(e.to_string());
+    let keys = crate::throttle::keys(email, address);
+    if let Some(wait) = crate::throttle::wait(pool, &keys).await.map_err(failed)? {
+        return Err(SignInError::Throttled(wait));
+    }
+    let found: Option<(Uuid, Uuid)> = match Email::parse(email) {
+        Ok(email) => sqlx::query_as("SELECT user_id, tenant_id FROM user_emails WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(failed)?,
+        Err(_) => None,
+    };
+    let user = match found {
+        Some((user_id, tenant_id)) => {
+            let (user, version) = store
+                .load::<User>(tenant_id, &user_id.to_string())
+                .await
+                .map_err(|e| SignInError::Failed(e.to_string()))?;
+            Some((tenant_id, user_id, user, version))
+        }
+        None => None,
+    };
+    let stored = user
+        .as_ref()
+        .and_then(|(_, _, user, _)| user.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let candidate = password.to_owned();
+    let matches = tokio::task::spawn_blocking(move || verify_password(&candidate, &stored))
+        .await
+        .map_err(|e| SignInError::Failed(e.to_string()))?;
+    let Some((tenant_id, user_id, user, user_version)) = user.filter(|_| matches) else {
+        crate::throttle::failed(pool, &keys).await.map_err(failed)?;
+        return Err(SignInError::WrongCredentials);
+    };
+    if user.password_hash.is_none() {
+        return Err(SignInError::WrongCredentials);
+    }
+    let (tenant, _) = store
+        .load::<Tenant>(tenant_id, &tenant_id.to_string())
+        .await
+        .map_err(|e| SignInError::Failed(e.to_string()))?;
+    let Some(role) = tenant.active_role(user_id) else {
+        return Err(SignInError::Disabled);
+    };
+    crate::throttle::succeeded(pool, email).await.map_err(failed)?;
+    Ok(SignedIn {
+        tenant_id,
+        user_id,
+        role,
+        user_version,
+    })
+}
+
+/// The tenant of a person, from the sign-in address reservations (`None`: no such person).
+pub async fn tenant_of(pool: &PgPool, user_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT tenant_id FROM user_emails WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Hashes off the async threads (argon2id takes tens of milliseconds of CPU).
+pub async fn hash_password_async(password: &str) -> Result<String, String> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,11 @@
 pub mod db;
 pub mod identity;
 pub mod meta;
+pub mod outbox;
 pub mod registry;
+pub mod sessions;
 pub mod store;
+pub mod throttle;
 
 pub use meta::{EventMeta, DEFAULT_TENANT_ID};
 pub use store::{CommandError, ConflictPolicy, EventStore, Executed, StoredAggregate};

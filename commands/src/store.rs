@@ -240,6 +240,18 @@ impl EventStore {
         });
     }
 
+    /// Tells runners in other processes now that events were appended (for a short-lived
+    /// process such as the CLI, which may exit before its coalesced NOTIFY goes out).
+    pub async fn notify_now(&self) {
+        if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(EVENTS_CHANNEL)
+            .execute(&self.pool)
+            .await
+        {
+            tracing::debug!(%error, "could not send NOTIFY; runners will poll");
+        }
+    }
+
     /// Loads an aggregate's stored events with upcasters applied.
     pub async fn load_serialized<A: StoredAggregate>(
         &self,
@@ -255,6 +267,22 @@ impl EventStore {
             .into_iter()
             .map(|event| upcast(event, &upcasters))
             .collect())
+    }
+
+    /// An aggregate's current state and version, read from the log (not the cache), for
+    /// decisions outside a command such as checking a password at sign-in. Another tenant's
+    /// aggregate is `NotFound`; one with no events is the default state at version 0.
+    pub async fn load<A: StoredAggregate>(
+        &self,
+        tenant_id: Uuid,
+        aggregate_id: &str,
+    ) -> Result<(A, usize), CommandError<A::Error>> {
+        // A fresh command id, so nothing counts as a replay.
+        let meta = EventMeta::new(tenant_id, "load");
+        Ok(match self.load_for::<A>(aggregate_id, &meta).await? {
+            Ok(loaded) => loaded,
+            Err(replayed) => (replayed.state, replayed.version),
+        })
     }
 
     /// Executes `command` against aggregate `aggregate_id` with `meta` stored on every event.

@@ -2,6 +2,7 @@
 //! rules that decide them. Nothing here does I/O or knows about HTTP or SQL; anything from
 //! outside an aggregate (clock, ids, crypto) reaches it through the aggregate's `Services`.
 
+pub mod authz;
 pub mod company;
 pub mod error;
 pub mod identity;

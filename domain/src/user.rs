@@ -67,6 +67,13 @@ pub enum UserCommand {
         password_hash: String,
         now: DateTime<Utc>,
     },
+    /// A new invitation link for a person who has not accepted yet (the old one stops working).
+    RenewInvitation {
+        link: OneTimeLink,
+    },
+    Rename {
+        name: String,
+    },
     ChangePassword {
         password_hash: String,
     },
@@ -103,6 +110,12 @@ pub enum UserEvent {
         link: OneTimeLink,
     },
     InvitationAccepted {},
+    InvitationRenewed {
+        link: OneTimeLink,
+    },
+    UserRenamed {
+        name: String,
+    },
     PasswordSet {
         password_hash: String,
     },
@@ -127,6 +140,8 @@ impl DomainEvent for UserEvent {
             Self::UserRegistered { .. } => "UserRegistered",
             Self::UserInvited { .. } => "UserInvited",
             Self::InvitationAccepted { .. } => "InvitationAccepted",
+            Self::InvitationRenewed { .. } => "InvitationRenewed",
+            Self::UserRenamed { .. } => "UserRenamed",
             Self::PasswordSet { .. } => "PasswordSet",
             Self::PasswordResetRequested { .. } => "PasswordResetRequested",
             Self::PasswordResetCompleted { .. } => "PasswordResetCompleted",
@@ -239,6 +254,20 @@ impl User {
                 }
                 vec![E::InvitationAccepted {}, E::PasswordSet { password_hash }]
             }
+            UserCommand::RenewInvitation { link } => {
+                if self.invitation.is_none() {
+                    return Err(UserError::AlreadyAccepted);
+                }
+                vec![E::InvitationRenewed { link }]
+            }
+            UserCommand::Rename { name } => {
+                let name = checked(&name, 200, UserError::InvalidName)?;
+                if name == self.name {
+                    vec![]
+                } else {
+                    vec![E::UserRenamed { name }]
+                }
+            }
             UserCommand::ChangePassword { password_hash } => {
                 vec![E::PasswordSet { password_hash }]
             }
@@ -327,6 +356,8 @@ impl Aggregate for User {
                 self.invitation = Some(link);
             }
             UserEvent::InvitationAccepted {} => self.invitation = None,
+            UserEvent::InvitationRenewed { link } => self.invitation = Some(link),
+            UserEvent::UserRenamed { name } => self.name = name,
             UserEvent::PasswordSet { password_hash } => {
                 self.password_hash = Some(password_hash);
                 // A new password ends any pending reset link.

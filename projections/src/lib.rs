@@ -12,6 +12,7 @@ pub mod projection;
 pub mod rebuild;
 pub mod runner;
 pub mod status;
+pub mod users;
 pub mod wait;
 
 use std::sync::Arc;
@@ -21,7 +22,10 @@ pub use projection::{ApplyError, Projection, Tables};
 
 /// Every projection of the service, in the order they are started.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(companies::CompaniesProjection)]
+    vec![
+        Arc::new(companies::CompaniesProjection),
+        Arc::new(users::UsersProjection),
+    ]
 }
 
 /// The projection named `name`.

@@ -1,5 +1,7 @@
-//! The console in real headless Chromium: add a company, see a refused form with the input
-//! kept, rename it, and a form post without the CSRF token refused.
+//! The console in real headless Chromium: sign in (after a wrong password), add a company, see
+//! a refused form with the input kept, rename it, a form post without the CSRF token refused,
+//! sign out and the back button showing nothing private; an invited technician refused an
+//! owner-only page.
 
 use std::time::Duration;
 
@@ -40,12 +42,27 @@ async fn text_of(browser: &Browser, css: &str) -> String {
 #[tokio::test]
 async fn a_company_is_added_and_renamed_in_a_real_browser() {
     let db = TestDb::new().await;
-    let server = Server::start(&db.url, &[]);
+    let server = Server::start(&db.url, &[]).with_owner(&db.url).await;
+    let owner = server.owner.clone().unwrap();
     let browser = Browser::start().await;
     let c = &browser.client;
 
+    // Not signed in: the console sends the browser to the sign-in page, then back.
     c.goto(&server.url("/companies")).await.unwrap();
-    assert!(text_of(&browser, "main").await.contains("No companies yet"));
+    wait_for_text(&browser, "h1", "Sign in").await;
+    sign_in(&browser, &owner.email, "not the password").await;
+    wait_for_text(&browser, "#sign-in-error", "Wrong email or password").await;
+    let kept = c
+        .find(Locator::Id("email"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some(owner.email.as_str()), "the email is kept");
+    sign_in(&browser, &owner.email, &owner.password).await;
+    wait_for_text(&browser, "main", "No companies yet").await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/companies");
 
     // A bad rate: the page comes back with the message next to the field and the input kept.
     c.find(Locator::Id("name"))
@@ -126,6 +143,101 @@ async fn a_company_is_added_and_renamed_in_a_real_browser() {
         text_of(&browser, "h1").await.contains("Initech Ltd"),
         "the forged rename changed nothing"
     );
+
+    // Sign out; the back button then shows the sign-in page, not the company.
+    c.find(Locator::Css("form[action='/sign-out'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "p.flash", "You are signed out").await;
+    c.back().await.unwrap();
+    wait_for_text(&browser, "h1", "Sign in").await;
+    assert!(!text_of(&browser, "main").await.contains("Initech"));
+    c.goto(page.as_str()).await.unwrap();
+    wait_for_text(&browser, "h1", "Sign in").await;
+
+    browser.close().await;
+    server.stop();
+}
+
+/// Fills and sends the sign-in form of the current page.
+async fn sign_in(browser: &Browser, email: &str, password: &str) {
+    let c = &browser.client;
+    let field = c.find(Locator::Id("email")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(email).await.unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/sign-in'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_invited_technician_joins_and_is_refused_an_owner_page() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &[]).with_owner(&db.url).await;
+    // The owner invites a technician through the API; the link waits in the outbox.
+    let invited = reqwest::Client::new()
+        .post(server.url("/api/v1/users"))
+        .bearer_auth(server.token())
+        .json(&serde_json::json!({"email": "tech@acme.test", "name": "Tess Tech", "role": "technician"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invited.status(), 201, "{}", invited.text().await.unwrap());
+    let body: String = sqlx::query_scalar("SELECT body FROM outbox WHERE recipient = 'tech@acme.test'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let link = body
+        .split_whitespace()
+        .find(|w| w.contains("/invitation/"))
+        .expect("the invitation carries its link");
+    let path = &link[link.find("/invitation/").unwrap()..];
+
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    c.goto(&server.url(path)).await.unwrap();
+    wait_for_text(&browser, "h1", "Welcome").await;
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("tess's long password")
+        .await
+        .unwrap();
+    c.find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .send_keys("tess's long password")
+        .await
+        .unwrap();
+    c.find(Locator::Css("main button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "p.flash", "Your password is set").await;
+    sign_in(&browser, "tech@acme.test", "tess's long password").await;
+    wait_for_text(&browser, "main", "Companies").await;
+    let nav = text_of(&browser, "header").await;
+    assert!(nav.contains("Tess Tech"), "{nav}");
+    assert!(!nav.contains("Team"), "the technician's navigation has no Team: {nav}");
+
+    // The owner-only page, typed in the address bar: the friendly 403 with a request id.
+    c.goto(&server.url("/team")).await.unwrap();
+    wait_for_text(&browser, "h1", "Not allowed").await;
+    assert!(text_of(&browser, "main").await.contains("request id"));
 
     browser.close().await;
     server.stop();

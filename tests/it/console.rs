@@ -139,7 +139,7 @@ async fn a_company_is_added_renamed_rated_archived_and_restored_from_the_console
 
     let list = app.request(Method::GET, "/companies?q=acme", None).await;
     assert!(list.text.contains("Acme Ltd"));
-    assert_eq!(app.db.count("SELECT count(*) FROM events").await, 5);
+    assert_eq!(app.db.count("SELECT count(*) FROM events WHERE aggregate_type = 'company'").await, 5);
 }
 
 #[tokio::test]
@@ -160,7 +160,7 @@ async fn a_form_with_bad_input_is_shown_again_with_messages_and_input() {
         .contains("Monthly rate must have at most 2 decimal places"));
     assert!(reply.text.contains("value=\"12.345\""), "the input is kept");
     assert!(reply.text.contains("aria-invalid=\"true\""));
-    assert_eq!(app.db.count("SELECT count(*) FROM events").await, 0);
+    assert_eq!(app.db.count("SELECT count(*) FROM events WHERE aggregate_type = 'company'").await, 0);
 }
 
 #[tokio::test]
@@ -189,7 +189,7 @@ async fn a_form_without_the_csrf_token_is_refused() {
         .await;
     assert_eq!(no_cookie.status, StatusCode::FORBIDDEN);
     assert!(no_cookie.text.contains("Reload the page"));
-    assert_eq!(app.db.count("SELECT count(*) FROM events").await, 0);
+    assert_eq!(app.db.count("SELECT count(*) FROM events WHERE aggregate_type = 'company'").await, 0);
 }
 
 #[tokio::test]
@@ -234,5 +234,5 @@ async fn a_bad_rate_on_the_company_page_keeps_the_input_and_the_other_form() {
         reply.text.contains("value=\"Initech\""),
         "the rename form shows the current name"
     );
-    assert_eq!(app.db.count("SELECT count(*) FROM events").await, 1);
+    assert_eq!(app.db.count("SELECT count(*) FROM events WHERE aggregate_type = 'company'").await, 1);
 }

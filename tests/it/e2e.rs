@@ -147,6 +147,7 @@ async fn post(server: &Server, path: &str, body: serde_json::Value) -> serde_jso
     let client = reqwest::Client::new();
     let reply = client
         .post(server.url(path))
+        .bearer_auth(server.token())
         .json(&body)
         .send()
         .await
@@ -159,6 +160,7 @@ async fn patch(server: &Server, path: &str, body: serde_json::Value) -> serde_js
     let client = reqwest::Client::new();
     let reply = client
         .patch(server.url(path))
+        .bearer_auth(server.token())
         .json(&body)
         .send()
         .await
@@ -170,7 +172,7 @@ async fn patch(server: &Server, path: &str, body: serde_json::Value) -> serde_js
 #[tokio::test]
 async fn export_then_import_into_an_empty_database_reproduces_the_read_models() {
     let source = TestDb::new().await;
-    let server = Server::start(&source.url, &[]);
+    let server = Server::start(&source.url, &[]).with_owner(&source.url).await;
     let mut ids = Vec::new();
     for i in 0..30 {
         let company = post(
@@ -232,7 +234,8 @@ async fn export_then_import_into_an_empty_database_reproduces_the_read_models() 
 #[tokio::test]
 async fn history_and_replay_as_of_show_the_past() {
     let db = TestDb::new().await;
-    let server = Server::start(&db.url, &[]);
+    let server = Server::start(&db.url, &[]).with_owner(&db.url).await;
+    let owner_id = server.owner.as_ref().unwrap().user_id.clone();
     let company = post(
         &server,
         "/api/v1/companies",
@@ -258,7 +261,10 @@ async fn history_and_replay_as_of_show_the_past() {
             && text.contains("MonthlyRateSet"),
         "{text}"
     );
-    assert!(text.contains("\"api\""), "the actor is shown: {text}");
+    assert!(
+        text.contains(&format!("\"{owner_id}\"")),
+        "the actor (the token's person) is shown: {text}"
+    );
 
     let registered_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
         "SELECT recorded_at FROM events WHERE aggregate_id = $1 AND sequence = 1",

@@ -144,9 +144,26 @@ impl TestDb {
 pub struct TestApp {
     pub db: TestDb,
     pub store: EventStore,
+    /// The owner of the tenant `new` bootstraps; `request` and `send` act as them.
+    pub owner: Person,
     router: axum::Router,
     runners: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// A signed-in person of a test: their API token and console session.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub tenant_id: uuid::Uuid,
+    pub user_id: uuid::Uuid,
+    pub email: String,
+    pub password: String,
+    pub role: domain::identity::Role,
+    pub token: String,
+    pub session: String,
+}
+
+/// The password every test person gets.
+pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A response read whole.
 #[derive(Debug)]
@@ -182,24 +199,110 @@ impl TestApp {
         let state = AppState::new(
             db.pool.clone(),
             store.clone(),
-            Settings {
-                read_your_writes: Duration::from_secs(2),
-            },
+            Settings::local(Duration::from_secs(2)),
         );
-        Self {
+        let owner = bootstrap(&store, "Acme IT", "owner@acme.test").await;
+        let app = Self {
             router: web::router(state),
             db,
             store,
+            owner,
             runners,
+        };
+        app.settle().await;
+        app
+    }
+
+    /// Another tenant with its owner (for probing across tenants).
+    pub async fn other_tenant(&self, name: &str, email: &str) -> Person {
+        let person = bootstrap(&self.store, name, email).await;
+        self.settle().await;
+        person
+    }
+
+    /// A person of `tenant_of`'s tenant with `role`, invited and accepted through the real
+    /// commands, with an API token and a console session.
+    pub async fn person(
+        &self,
+        tenant_of: &Person,
+        role: domain::identity::Role,
+        email: &str,
+        company_id: Option<uuid::Uuid>,
+    ) -> Person {
+        use commands::identity as ident;
+        let meta = commands::EventMeta::new(tenant_of.tenant_id, tenant_of.user_id.to_string());
+        let invitation = ident::invite(
+            &self.store,
+            &meta,
+            ident::NewPerson {
+                email: domain::identity::Email::parse(email).unwrap(),
+                name: email.split('@').next().unwrap().to_owned(),
+                role,
+                company_id,
+            },
+            "http://localhost",
+        )
+        .await
+        .unwrap();
+        let user_id = invitation.user_id;
+        let own = commands::EventMeta::new(tenant_of.tenant_id, user_id.to_string());
+        self.store
+            .execute::<domain::user::User>(
+                &user_id.to_string(),
+                domain::user::UserCommand::AcceptInvitation {
+                    token_digest: ident::token_digest(&invitation.token),
+                    password_hash: ident::hash_password(PASSWORD).unwrap(),
+                    now: chrono::Utc::now(),
+                },
+                &(),
+                &own,
+                commands::ConflictPolicy::Report,
+            )
+            .await
+            .unwrap();
+        let token = ident::create_api_token(&self.store, &own, user_id, "tests")
+            .await
+            .unwrap()
+            .token
+            .unwrap();
+        let (session, _) =
+            commands::sessions::start(&self.db.pool, tenant_of.tenant_id, user_id, "tests", "")
+                .await
+                .unwrap();
+        self.settle().await;
+        Person {
+            tenant_id: tenant_of.tenant_id,
+            user_id,
+            email: email.to_owned(),
+            password: PASSWORD.to_owned(),
+            role,
+            token,
+            session,
         }
     }
 
+    /// A request as the owner.
     pub async fn request(&self, method: Method, path: &str, body: Option<&str>) -> Reply {
         self.send(method, path, body, &[]).await
     }
 
+    /// A request as the owner (bearer token on the API, session cookie on the console),
+    /// unless `headers` carry their own `authorization`.
     pub async fn send(
         &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.send_as(Some(&self.owner), method, path, body, headers)
+            .await
+    }
+
+    /// A request as `who` (`None`: nobody signed in).
+    pub async fn send_as(
+        &self,
+        who: Option<&Person>,
         method: Method,
         path: &str,
         body: Option<&str>,
@@ -209,8 +312,8 @@ impl TestApp {
         if body.is_some() {
             builder = builder.header("content-type", "application/json");
         }
-        for (k, v) in headers {
-            builder = builder.header(*k, *v);
+        for (k, v) in with_credentials(who, path, headers) {
+            builder = builder.header(k, v);
         }
         let request = builder
             .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
@@ -218,7 +321,7 @@ impl TestApp {
         self.reply(request).await
     }
 
-    /// Sends `body` as is, with exactly the given headers (forms, odd content types).
+    /// Sends `body` as is, with the given headers (forms, odd content types), as the owner.
     pub async fn send_body(
         &self,
         method: Method,
@@ -226,9 +329,22 @@ impl TestApp {
         body: &str,
         headers: &[(&str, &str)],
     ) -> Reply {
+        self.send_body_as(Some(&self.owner), method, path, body, headers)
+            .await
+    }
+
+    /// Sends `body` as is, with the given headers, as `who`.
+    pub async fn send_body_as(
+        &self,
+        who: Option<&Person>,
+        method: Method,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut builder = Request::builder().method(method).uri(path);
-        for (k, v) in headers {
-            builder = builder.header(*k, *v);
+        for (k, v) in with_credentials(who, path, headers) {
+            builder = builder.header(k, v);
         }
         self.reply(builder.body(Body::from(body.to_owned())).unwrap())
             .await
@@ -255,6 +371,62 @@ impl TestApp {
     /// Waits until every projection has applied everything in the log.
     pub async fn settle(&self) {
         settle(&self.db.pool).await
+    }
+}
+
+/// `headers` plus `who`'s credentials: the bearer token on the API (unless an
+/// `authorization` header is given), the session cookie elsewhere (added to any `cookie`).
+fn with_credentials(
+    who: Option<&Person>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_lowercase(), v.to_string()))
+        .collect();
+    let Some(who) = who else { return out };
+    if path.starts_with("/api/") {
+        if !out.iter().any(|(k, _)| k == "authorization") {
+            out.push(("authorization".into(), format!("Bearer {}", who.token)));
+        }
+    } else {
+        let session = format!("st_session={}", who.session);
+        match out.iter_mut().find(|(k, _)| k == "cookie") {
+            Some((_, v)) => *v = format!("{v}; {session}"),
+            None => out.push(("cookie".into(), session)),
+        }
+    }
+    out
+}
+
+/// Bootstraps a tenant with its owner, and signs the owner in.
+pub async fn bootstrap(store: &EventStore, tenant: &str, email: &str) -> Person {
+    let done = commands::identity::bootstrap(
+        store,
+        commands::identity::NewTenant {
+            tenant_name: tenant.to_owned(),
+            owner_name: "Olive Owner".to_owned(),
+            email: domain::identity::Email::parse(email).unwrap(),
+            password: PASSWORD.to_owned(),
+            currency: domain::identity::Currency::parse("USD").unwrap(),
+            time_zone: domain::identity::TimeZone::parse("UTC").unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    let (session, _) =
+        commands::sessions::start(store.pool(), done.tenant_id, done.user_id, "tests", "")
+            .await
+            .unwrap();
+    Person {
+        tenant_id: done.tenant_id,
+        user_id: done.user_id,
+        email: email.to_owned(),
+        password: PASSWORD.to_owned(),
+        role: domain::identity::Role::Owner,
+        token: done.api_token,
+        session,
     }
 }
 

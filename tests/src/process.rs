@@ -10,6 +10,46 @@ use crate::bin_path;
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The owner made by `with_owner`: their API token and sign-in.
+    pub owner: Option<Owner>,
+}
+
+/// A tenant's owner created with `supporttracker bootstrap`.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub api_token: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// Runs `supporttracker bootstrap` against `database_url` (the real CLI, as an operator would).
+pub fn bootstrap(database_url: &str, tenant: &str, email: &str) -> Owner {
+    let password = crate::PASSWORD;
+    let file = std::env::temp_dir().join(format!("st-password-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let output = Command::new(bin_path("supporttracker"))
+        .args(["bootstrap", "--tenant", tenant, "--email", email, "--password-file"])
+        .arg(&file)
+        .env("DATABASE_URL", database_url)
+        .env("ST_LOG", "warn")
+        .output()
+        .expect("run supporttracker bootstrap");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        output.status.success(),
+        "bootstrap failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    Owner {
+        tenant_id: json["tenant_id"].as_str().unwrap().to_owned(),
+        user_id: json["user_id"].as_str().unwrap().to_owned(),
+        api_token: json["api_token"].as_str().unwrap().to_owned(),
+        email: email.to_owned(),
+        password: password.to_owned(),
+    }
 }
 
 impl Server {
@@ -39,7 +79,40 @@ impl Server {
         let base = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the server did not start listening within 60 s");
-        Self { child, base }
+        Self {
+            child,
+            base,
+            owner: None,
+        }
+    }
+
+    /// Bootstraps a tenant and its owner with the CLI; requests of the test use their token.
+    /// Waits until the server's read models know the owner (its projections catch up with
+    /// the CLI's events within a NOTIFY or a poll).
+    pub async fn with_owner(mut self, database_url: &str) -> Self {
+        let owner = bootstrap(database_url, "Acme IT", "owner@acme.test");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let client = reqwest::Client::new();
+        loop {
+            let status = client
+                .get(self.url("/api/v1/companies"))
+                .bearer_auth(&owner.api_token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
+            if status.as_ref().is_ok_and(|s| *s == 200) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the owner's token never worked: {status:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.owner = Some(owner);
+        self
+    }
+
+    /// The owner's API token (after `with_owner`).
+    pub fn token(&self) -> &str {
+        &self.owner.as_ref().expect("Server::with_owner first").api_token
     }
 
     pub fn url(&self, path: &str) -> String {

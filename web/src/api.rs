@@ -6,8 +6,10 @@
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use commands::{ConflictPolicy, EventMeta, Executed, DEFAULT_TENANT_ID};
+use commands::{ConflictPolicy, EventMeta, Executed};
+use domain::authz::Action;
 use domain::company::{Company, CompanyChanges, CompanyCommand};
 use domain::values::{Amount, CompanyName};
 use domain::ValidationError;
@@ -17,10 +19,11 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::openapi::{
-    BadRequest, Conflict, InternalError, NotFound, PayloadTooLarge, Unprocessable,
-    UnsupportedMediaType,
+    BadRequest, Conflict, Forbidden, InternalError, NotFound, PayloadTooLarge, Unauthorized,
+    Unprocessable, UnsupportedMediaType,
 };
 use crate::AppState;
 
@@ -231,8 +234,8 @@ pub struct IdempotencyKey(
 );
 
 /// Metadata of an API command; `Idempotency-Key` makes a retried request a no-op.
-fn command_meta(headers: &HeaderMap) -> Result<EventMeta, ApiError> {
-    let meta = EventMeta::new(DEFAULT_TENANT_ID, "api");
+pub fn command_meta(me: &Principal, headers: &HeaderMap) -> Result<EventMeta, ApiError> {
+    let meta = me.meta();
     match headers.get("idempotency-key") {
         None => Ok(meta),
         Some(value) => {
@@ -245,14 +248,14 @@ fn command_meta(headers: &HeaderMap) -> Result<EventMeta, ApiError> {
                         "Idempotency-Key must be 1 to 200 visible ASCII characters".into(),
                     )
                 })?;
-            let id = EventMeta::command_id_for_key(DEFAULT_TENANT_ID, key);
+            let id = EventMeta::command_id_for_key(me.tenant_id, key);
             Ok(meta.with_command_id(id).with_correlation(id, None))
         }
     }
 }
 
-async fn read_company(state: &AppState, id: Uuid) -> Result<CompanyRow, ApiError> {
-    companies::get(&state.pool, DEFAULT_TENANT_ID, id)
+async fn read_company(state: &AppState, me: &Principal, id: Uuid) -> Result<CompanyRow, ApiError> {
+    companies::get(&state.pool, me.tenant_id, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("company {id} not found")))
 }
@@ -261,6 +264,7 @@ async fn read_company(state: &AppState, id: Uuid) -> Result<CompanyRow, ApiError
 /// the command's own outcome.
 async fn after_command(
     state: &AppState,
+    me: &Principal,
     id: Uuid,
     done: &Executed<Company>,
 ) -> Result<CompanyJson, ApiError> {
@@ -268,7 +272,7 @@ async fn after_command(
         .read_your_writes(&["companies"], "company", &done.aggregate_id, done.version)
         .await;
     Ok(
-        match companies::get(&state.pool, DEFAULT_TENANT_ID, id).await? {
+        match companies::get(&state.pool, me.tenant_id, id).await? {
             Some(row) if row.version >= done.version as i64 => row.into(),
             _ => CompanyJson::from_state(id, &done.state, done.version),
         },
@@ -291,6 +295,8 @@ async fn after_command(
     responses(
         (status = 201, description = "Registered", body = CompanyJson),
         (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
@@ -301,8 +307,21 @@ async fn after_command(
 )]
 pub async fn create_company(
     State(state): State<AppState>,
+    me: Principal,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateCompanyBody>,
+) -> Result<(StatusCode, Json<CompanyJson>), Response> {
+    me.require(Action::EditCompanies).map_err(IntoResponse::into_response)?;
+    create_company_as(&state, &me, &headers, body)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+async fn create_company_as(
+    state: &AppState,
+    me: &Principal,
+    headers: &HeaderMap,
+    body: CreateCompanyBody,
 ) -> Result<(StatusCode, Json<CompanyJson>), ApiError> {
     let name = field_name(body.name.as_ref())
         .and_then(|n| n.ok_or_else(|| ValidationError::new("name", "is required")));
@@ -311,7 +330,7 @@ pub async fn create_company(
         (Ok(name), Ok(rate)) => (name, rate),
         (name, rate) => return Err(invalid([name.err(), rate.err()])),
     };
-    let meta = command_meta(&headers)?;
+    let meta = command_meta(me, headers)?;
     let id = meta.new_aggregate_id();
     let done = state
         .store
@@ -324,7 +343,7 @@ pub async fn create_company(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(after_command(&state, id, &done).await?),
+        Json(after_command(state, me, id, &done).await?),
     ))
 }
 
@@ -377,12 +396,26 @@ pub struct CompanyList {
     responses(
         (status = 200, description = "One page of companies", body = CompanyList),
         (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 500, response = InternalError),
     ),
     security(("bearer" = [])),
 )]
 pub async fn list_companies(
     State(state): State<AppState>,
+    me: Principal,
+    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<CompanyList>, Response> {
+    me.require(Action::ViewCompanies).map_err(IntoResponse::into_response)?;
+    list_companies_as(&state, &me, query)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+async fn list_companies_as(
+    state: &AppState,
+    me: &Principal,
     query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<CompanyList>, ApiError> {
     let Query(params) = query?;
@@ -394,7 +427,7 @@ pub async fn list_companies(
         None => None,
         Some(raw) => {
             let id = parse_id(raw, "after")?;
-            let row = companies::get(&state.pool, DEFAULT_TENANT_ID, id)
+            let row = companies::get(&state.pool, me.tenant_id, id)
                 .await?
                 .ok_or_else(|| ApiError::BadRequest(format!("after: company {id} not found")))?;
             Some((row.name.to_lowercase(), row.id))
@@ -402,7 +435,7 @@ pub async fn list_companies(
     };
     let rows = companies::list(
         &state.pool,
-        DEFAULT_TENANT_ID,
+        me.tenant_id,
         &ListQuery {
             search: params.q.as_deref(),
             status: params.status.unwrap_or_default(),
@@ -430,6 +463,8 @@ pub async fn list_companies(
     responses(
         (status = 200, description = "The company", body = CompanyJson),
         (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 500, response = InternalError),
     ),
@@ -437,10 +472,15 @@ pub async fn list_companies(
 )]
 pub async fn get_company(
     State(state): State<AppState>,
+    me: Principal,
     Path(id): Path<String>,
-) -> Result<Json<CompanyJson>, ApiError> {
-    let id = parse_id(&id, "company")?;
-    Ok(Json(read_company(&state, id).await?.into()))
+) -> Result<Json<CompanyJson>, Response> {
+    me.require(Action::ViewCompanies).map_err(IntoResponse::into_response)?;
+    let found = async {
+        let id = parse_id(&id, "company")?;
+        read_company(&state, &me, id).await
+    };
+    Ok(Json(found.await.map_err(IntoResponse::into_response)?.into()))
 }
 
 /// Change a company: rename it, set its monthly rate, archive or restore it.
@@ -460,6 +500,8 @@ pub async fn get_company(
     responses(
         (status = 200, description = "The company after the change", body = CompanyJson),
         (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
@@ -471,11 +513,33 @@ pub async fn get_company(
 )]
 pub async fn update_company(
     State(state): State<AppState>,
+    me: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateCompanyBody>,
+) -> Result<Json<CompanyJson>, Response> {
+    if body.name.is_some() || body.archived.is_some() {
+        me.require(Action::EditCompanies).map_err(IntoResponse::into_response)?;
+    }
+    if body.monthly_rate.is_some() {
+        me.require(Action::SetCompanyRate).map_err(IntoResponse::into_response)?;
+    }
+    if !me.may(Action::EditCompanies) && !me.may(Action::SetCompanyRate) {
+        return Err(me.forbidden().into_response());
+    }
+    update_company_as(&state, &me, &id, &headers, body)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+async fn update_company_as(
+    state: &AppState,
+    me: &Principal,
+    id: &str,
+    headers: &HeaderMap,
+    body: UpdateCompanyBody,
 ) -> Result<Json<CompanyJson>, ApiError> {
-    let id = parse_id(&id, "company")?;
+    let id = parse_id(id, "company")?;
     let archived = match body.archived {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(b)),
@@ -491,7 +555,7 @@ pub async fn update_company(
         },
         (name, rate, archived) => return Err(invalid([name.err(), rate.err(), archived.err()])),
     };
-    let meta = command_meta(&headers)?;
+    let meta = command_meta(me, headers)?;
     let done = state
         .store
         .execute::<Company>(
@@ -502,5 +566,5 @@ pub async fn update_company(
             ConflictPolicy::RetryOnce,
         )
         .await?;
-    Ok(Json(after_command(&state, id, &done).await?))
+    Ok(Json(after_command(state, me, id, &done).await?))
 }

@@ -27,6 +27,13 @@ pub struct Config {
     pub read_your_writes: Duration,
     /// `ST_MIGRATE_ON_START` (default true): `serve` applies pending migrations first.
     pub migrate_on_start: bool,
+    /// `ST_PUBLIC_URL` (default `http://` + `ST_LISTEN`): the address people use, for the
+    /// links in invitations and password resets. `https://…` makes cookies `Secure`.
+    pub public_url: String,
+    /// `ST_TRUST_PROXY` (default false): a reverse proxy in front sets `X-Forwarded-For` and
+    /// `X-Forwarded-Proto`; believe them (client address for the sign-in throttle, `Secure`
+    /// cookies when the proxy says https).
+    pub trust_proxy: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,14 +81,32 @@ impl Config {
                 message: "must be a whole number from 1 to 100000".into(),
             });
         }
+        let listen: SocketAddr = parse(
+            "ST_LISTEN",
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            "an address and port such as 127.0.0.1:8080",
+        )?;
+        let public_url = match var("ST_PUBLIC_URL") {
+            None => format!("http://{listen}"),
+            Some(url) => {
+                let url = url.trim().trim_end_matches('/').to_owned();
+                let rest = url
+                    .strip_prefix("https://")
+                    .or_else(|| url.strip_prefix("http://"));
+                if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                    return Err(ConfigError {
+                        var: "ST_PUBLIC_URL",
+                        value: url,
+                        message: "must be an http:// or https:// URL such as https://support.example.com".into(),
+                    });
+                }
+                url
+            }
+        };
         Ok(Self {
             database_url: var("DATABASE_URL"),
             data_dir: var("ST_DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from),
-            listen: parse(
-                "ST_LISTEN",
-                SocketAddr::from(([127, 0, 0, 1], 8080)),
-                "an address and port such as 127.0.0.1:8080",
-            )?,
+            listen,
             log: var("ST_LOG").unwrap_or_else(|| "info".into()),
             pool_size,
             projection_batch,
@@ -96,6 +121,8 @@ impl Config {
                 "a number of milliseconds",
             )?),
             migrate_on_start: parse("ST_MIGRATE_ON_START", true, "true or false")?,
+            public_url,
+            trust_proxy: parse("ST_TRUST_PROXY", false, "true or false")?,
         })
     }
 }

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use commands::{CommandError, ConflictPolicy, EventMeta, DEFAULT_TENANT_ID};
+use commands::{CommandError, ConflictPolicy};
+use domain::authz::Action;
 use domain::company::{Company, CompanyCommand, CompanyError};
 use domain::values::{Amount, CompanyName};
 use domain::{ErrorKind, HasErrorKind};
@@ -20,6 +21,8 @@ use projections::companies::{self, CompanyRow, ListQuery, StatusFilter};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::auth::Principal;
+use crate::auth::cookie;
 use crate::AppState;
 
 const CSRF_COOKIE: &str = "st_csrf";
@@ -27,14 +30,13 @@ const FLASH_COOKIE: &str = "st_flash";
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/companies") }))
+        .route("/", get(home))
         .route("/companies", get(list_page).post(create))
         .route("/companies/{id}", get(company_page))
         .route("/companies/{id}/rename", post(rename))
         .route("/companies/{id}/rate", post(set_rate))
         .route("/companies/{id}/archive", post(archive))
         .route("/companies/{id}/restore", post(restore))
-        .layer(axum::middleware::from_fn(session_cookies))
 }
 
 /// The CSRF token and flash message of this request.
@@ -44,17 +46,6 @@ pub(crate) struct Cookies {
     pub(crate) flash: Option<String>,
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 fn new_token() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 24];
@@ -62,8 +53,21 @@ fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Gives every visitor a CSRF token cookie and hands the flash message (shown once) to the page.
+tokio::task_local! {
+    static CSRF: String;
+}
+
+/// The CSRF token of the request being handled (for forms in the layout, such as sign-out).
+pub fn current_csrf() -> String {
+    CSRF.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// Gives every visitor of the console a CSRF token cookie and hands the flash message (shown
+/// once) to the page. The API (bearer tokens, no cookies) is left alone.
 pub(crate) async fn session_cookies(mut request: Request, next: Next) -> Response {
+    if crate::error::wants_problem(request.uri().path()) {
+        return next.run(request).await;
+    }
     let existing = cookie(request.headers(), CSRF_COOKIE)
         .filter(|t| t.len() == 48 && t.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_owned);
@@ -73,7 +77,7 @@ pub(crate) async fn session_cookies(mut request: Request, next: Next) -> Respons
         csrf: csrf.clone(),
         flash: flash.clone(),
     });
-    let mut response = next.run(request).await;
+    let mut response = CSRF.scope(csrf.clone(), next.run(request)).await;
     let headers = response.headers_mut();
     if existing.is_none() {
         if let Ok(v) = HeaderValue::from_str(&format!(
@@ -95,7 +99,7 @@ pub(crate) async fn session_cookies(mut request: Request, next: Next) -> Respons
     response
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
@@ -124,7 +128,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// A redirect after a successful form, with a message for the next page.
-fn redirect_with_flash(to: &str, message: &str) -> Response {
+pub(crate) fn redirect_with_flash(to: &str, message: &str) -> Response {
     let mut response = Redirect::to(to).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{FLASH_COOKIE}={}; Path=/; Max-Age=60; HttpOnly; SameSite=Lax",
@@ -136,7 +140,7 @@ fn redirect_with_flash(to: &str, message: &str) -> Response {
 }
 
 /// The refusal of a form whose token does not match the cookie (`None`: the form may go on).
-fn csrf_refusal(cookies: &Cookies, headers: &HeaderMap, submitted: &str) -> Option<Response> {
+pub(crate) fn csrf_refusal(cookies: &Cookies, headers: &HeaderMap, submitted: &str) -> Option<Response> {
     let from_cookie = cookie(headers, CSRF_COOKIE).unwrap_or_default();
     let same = !from_cookie.is_empty()
         && from_cookie.len() == submitted.len()
@@ -165,7 +169,7 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
-fn error_page(status: StatusCode, cookies: &Cookies, title: &str, message: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, cookies: &Cookies, title: &str, message: &str) -> Response {
     (
         status,
         ErrorPage {
@@ -190,9 +194,22 @@ pub fn not_found_page() -> Response {
         .into_response()
 }
 
-fn internal_page(error: impl std::fmt::Display) -> Response {
+pub(crate) fn internal_page(error: impl std::fmt::Display) -> Response {
     tracing::error!(%error, "internal error");
     server_error_page()
+}
+
+/// The console's 403 page.
+pub fn forbidden_page() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        ErrorPage {
+            flash: None,
+            title: "Not allowed",
+            message: "Your role does not allow this page or action. Ask an owner or administrator of your organisation if you need it.",
+        },
+    )
+        .into_response()
 }
 
 /// The console's 500 page (the cause is logged by the caller).
@@ -209,7 +226,7 @@ pub fn server_error_page() -> Response {
         .into_response()
 }
 
-fn display_time(at: &DateTime<Utc>) -> String {
+pub(crate) fn display_time(at: &DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
@@ -274,6 +291,7 @@ fn status_filter(raw: Option<&str>) -> (StatusFilter, &'static str) {
 
 async fn render_list(
     state: &AppState,
+    me: &Principal,
     cookies: &Cookies,
     params: &ListParams,
     form: CompanyFormView,
@@ -283,7 +301,7 @@ async fn render_list(
     let q = params.q.clone().unwrap_or_default();
     let rows = companies::list(
         &state.pool,
-        DEFAULT_TENANT_ID,
+        me.tenant_id,
         &ListQuery {
             search: Some(q.as_str()),
             status: filter,
@@ -311,12 +329,17 @@ async fn render_list(
 
 async fn list_page(
     State(state): State<AppState>,
+    me: Principal,
     axum::Extension(cookies): axum::Extension<Cookies>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    if let Err(refused) = me.require(Action::ViewCompanies) {
+        return refused.into_response();
+    }
     let params = params.map(|Query(p)| p).unwrap_or_default();
     render_list(
         &state,
+        &me,
         &cookies,
         &params,
         CompanyFormView::default(),
@@ -335,18 +358,27 @@ struct CreateForm {
     monthly_rate: String,
 }
 
-fn console_meta() -> EventMeta {
-    EventMeta::new(DEFAULT_TENANT_ID, "console")
+/// The first page after sign-in: the first thing the person's role may see.
+async fn home(me: Principal) -> Response {
+    if me.may(Action::ViewCompanies) {
+        Redirect::to("/companies").into_response()
+    } else {
+        Redirect::to("/account").into_response()
+    }
 }
 
 async fn create(
     State(state): State<AppState>,
+    me: Principal,
     axum::Extension(cookies): axum::Extension<Cookies>,
     headers: HeaderMap,
     Form(form): Form<CreateForm>,
 ) -> Response {
     if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
         return refused;
+    }
+    if let Err(refused) = me.require(Action::EditCompanies) {
+        return refused.into_response();
     }
     let name = CompanyName::parse(&form.name);
     let rate = if form.monthly_rate.trim().is_empty() {
@@ -365,6 +397,7 @@ async fn create(
             };
             return render_list(
                 &state,
+                &me,
                 &cookies,
                 &ListParams::default(),
                 view,
@@ -373,7 +406,7 @@ async fn create(
             .await;
         }
     };
-    let meta = console_meta();
+    let meta = me.meta();
     let id = meta.new_aggregate_id();
     let result = state
         .store
@@ -417,6 +450,7 @@ struct CompanyPage {
 
 async fn render_company(
     state: &AppState,
+    me: &Principal,
     cookies: &Cookies,
     id: &str,
     form: Option<CompanyFormView>,
@@ -425,14 +459,14 @@ async fn render_company(
     let Ok(id) = Uuid::parse_str(id) else {
         return not_found_page();
     };
-    let row = match companies::get(&state.pool, DEFAULT_TENANT_ID, id).await {
+    let row = match companies::get(&state.pool, me.tenant_id, id).await {
         Ok(Some(row)) => row,
         Ok(None) => return not_found_page(),
         Err(error) => return internal_page(error),
     };
     let history = match projections::history::for_aggregate(
         &state.pool,
-        DEFAULT_TENANT_ID,
+        me.tenant_id,
         "company",
         &id.to_string(),
         100,
@@ -473,10 +507,14 @@ async fn render_company(
 
 async fn company_page(
     State(state): State<AppState>,
+    me: Principal,
     axum::Extension(cookies): axum::Extension<Cookies>,
     Path(id): Path<String>,
 ) -> Response {
-    render_company(&state, &cookies, &id, None, StatusCode::OK).await
+    if let Err(refused) = me.require(Action::ViewCompanies) {
+        return refused.into_response();
+    }
+    render_company(&state, &me, &cookies, &id, None, StatusCode::OK).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -493,6 +531,7 @@ struct FieldForm {
 /// page again with the message.
 async fn company_command(
     state: &AppState,
+    me: &Principal,
     cookies: &Cookies,
     id: &str,
     command: CompanyCommand,
@@ -503,7 +542,7 @@ async fn company_command(
     };
     let result = state
         .store
-        .execute::<Company>(id, command, &(), &console_meta(), ConflictPolicy::RetryOnce)
+        .execute::<Company>(id, command, &(), &me.meta(), ConflictPolicy::RetryOnce)
         .await;
     match result {
         Ok(executed) => {
@@ -534,7 +573,7 @@ fn refused(cookies: &Cookies, error: CompanyError) -> Response {
     )
 }
 
-fn capitalise(s: &str) -> String {
+pub(crate) fn capitalise(s: &str) -> String {
     let mut chars = s.chars();
     chars
         .next()
@@ -544,8 +583,11 @@ fn capitalise(s: &str) -> String {
 
 /// A one-field form of the company page: `decide` turns the form into a command and the
 /// message to show after it, or into the form to show again with its error.
+#[allow(clippy::too_many_arguments)]
 async fn field_form(
     state: &AppState,
+    me: &Principal,
+    action: Action,
     cookies: &Cookies,
     headers: &HeaderMap,
     id: &str,
@@ -555,11 +597,15 @@ async fn field_form(
     if let Some(refused) = csrf_refusal(cookies, headers, &form.csrf) {
         return refused;
     }
+    if let Err(refused) = me.require(action) {
+        return refused.into_response();
+    }
     match decide(&form) {
-        Ok((command, done)) => company_command(state, cookies, id, command, &done).await,
+        Ok((command, done)) => company_command(state, me, cookies, id, command, &done).await,
         Err(view) => {
             render_company(
                 state,
+                me,
                 cookies,
                 id,
                 Some(view),
@@ -572,6 +618,7 @@ async fn field_form(
 
 async fn rename(
     State(state): State<AppState>,
+    me: Principal,
     axum::Extension(cookies): axum::Extension<Cookies>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -579,6 +626,8 @@ async fn rename(
 ) -> Response {
     field_form(
         &state,
+        &me,
+        Action::EditCompanies,
         &cookies,
         &headers,
         &id,
@@ -600,6 +649,7 @@ async fn rename(
 
 async fn set_rate(
     State(state): State<AppState>,
+    me: Principal,
     axum::Extension(cookies): axum::Extension<Cookies>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -607,6 +657,8 @@ async fn set_rate(
 ) -> Response {
     field_form(
         &state,
+        &me,
+        Action::SetCompanyRate,
         &cookies,
         &headers,
         &id,
@@ -634,6 +686,7 @@ struct TokenForm {
 
 async fn archive(
     State(state): State<AppState>,
+    me: Principal,
     axum::Extension(cookies): axum::Extension<Cookies>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -642,11 +695,15 @@ async fn archive(
     if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
         return refused;
     }
-    company_command(&state, &cookies, &id, CompanyCommand::Archive, "Archived.").await
+    if let Err(refused) = me.require(Action::EditCompanies) {
+        return refused.into_response();
+    }
+    company_command(&state, &me, &cookies, &id, CompanyCommand::Archive, "Archived.").await
 }
 
 async fn restore(
     State(state): State<AppState>,
+    me: Principal,
     axum::Extension(cookies): axum::Extension<Cookies>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -655,7 +712,10 @@ async fn restore(
     if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
         return refused;
     }
-    company_command(&state, &cookies, &id, CompanyCommand::Restore, "Restored.").await
+    if let Err(refused) = me.require(Action::EditCompanies) {
+        return refused.into_response();
+    }
+    company_command(&state, &me, &cookies, &id, CompanyCommand::Restore, "Restored.").await
 }
 
 #[cfg(test)]

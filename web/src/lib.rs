@@ -4,12 +4,14 @@
 
 pub mod api;
 pub mod assets;
+pub mod auth;
 pub mod config;
 pub mod console;
 pub mod error;
 pub mod health;
 pub mod openapi;
 pub mod serve;
+pub mod signin;
 pub mod state;
 
 use axum::http::{HeaderName, Request};
@@ -29,9 +31,17 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(api::router())
         .merge(console::router())
+        .merge(signin::router())
         .merge(openapi::router())
         .merge(assets::router())
         .fallback(error::not_found_fallback)
+        // Who is asking (session cookie on the console, bearer token on the API), then the
+        // console's CSRF and flash cookies around it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn(console::session_cookies))
         .with_state(state);
     with_middleware(routes)
 }

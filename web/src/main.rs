@@ -143,7 +143,9 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 commands::db::migrate(&pool).await?;
                 let store = commands::EventStore::new(pool);
                 let new = bootstrap.expect("parsed above");
-                match commands::identity::bootstrap(&store, new).await {
+                let result = commands::identity::bootstrap(&store, new).await;
+                store.notify_now().await;
+                match result {
                     Ok(done) => {
                         println!("{}", serde_json::to_string(&done)?);
                         Ok(())

@@ -30,9 +30,10 @@ pub const BEARER: &str = "bearer";
               RFC 3339 (`date-time`); ids are UUIDs.\n\
             - Errors are `application/problem+json` (RFC 9457) and carry the request's id \
               (also in the `x-request-id` response header): quote it when reporting a problem.\n\
-            - Authentication: `Authorization: Bearer <token>`, required from the identity \
-              release on. Until then requests are accepted without a token and act for the \
-              default tenant.\n\
+            - Authentication: `Authorization: Bearer <token>` on every endpoint but \
+              `/healthz` and this document. A token acts as the person who created it, with \
+              that person's current role (see docs/roles.md); records of other tenants answer \
+              404. Missing or invalid token: 401; role not allowed: 403.\n\
             - `POST` and `PATCH` accept an `Idempotency-Key` header: a retried request with the \
               same key changes nothing more and answers with the first outcome.",
     ),
@@ -62,6 +63,9 @@ pub const BEARER: &str = "bearer";
         ),
         responses(
             BadRequest,
+            Unauthorized,
+            Forbidden,
+            TooManyRequests,
             NotFound,
             Conflict,
             PayloadTooLarge,
@@ -92,9 +96,9 @@ impl Modify for BearerScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "`Authorization: Bearer <token>`. Required from the identity release on; \
-                         until then the API accepts requests without it (the default bind \
-                         address is loopback only).",
+                        "`Authorization: Bearer <token>`: an API token created in the console \
+                         (Account › API tokens), through the API, or by `supporttracker \
+                         bootstrap`. It acts as its person with their current role.",
                     ))
                     .build(),
             ),
@@ -174,6 +178,23 @@ problem_responses! {
         `Idempotency-Key`, or a body that is not JSON",
         json!({"type": "about:blank", "title": "Bad request", "status": 400,
             "detail": "company id \"42\" is not valid: ids are UUIDs", "request_id": EXAMPLE_ID});
+    /// 401: no token, or one that is unknown, revoked, or whose person is disabled.
+    Unauthorized => "No valid API token: send `Authorization: Bearer <token>` with a token \
+        that is not revoked and whose person is enabled",
+        json!({"type": "about:blank", "title": "Unauthorized", "status": 401,
+            "detail": "a valid API token is required: send `Authorization: Bearer <token>`",
+            "request_id": EXAMPLE_ID});
+    /// 403: the token's person has a role that does not allow this.
+    Forbidden => "The token's person has a role that does not allow this (see docs/roles.md)",
+        json!({"type": "about:blank", "title": "Forbidden", "status": 403,
+            "detail": "your role does not allow this; see docs/roles.md",
+            "request_id": EXAMPLE_ID});
+    /// 429: too many failed sign-ins for this account or from this address.
+    TooManyRequests => "Too many failed sign-ins for this account or from this address; \
+        `Retry-After` says how many seconds to wait",
+        json!({"type": "about:blank", "title": "Too Many Requests", "status": 429,
+            "detail": "too many failed sign-ins; try again in 30 s",
+            "request_id": EXAMPLE_ID});
     /// 404: no such record (or one of another tenant), or no such endpoint.
     NotFound => "No such record (records of other tenants do not exist for you)",
         json!({"type": "about:blank", "title": "Not found", "status": 404,

@@ -33,6 +33,8 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
         store,
         Settings {
             read_your_writes: config.read_your_writes,
+            public_url: config.public_url.clone(),
+            trust_proxy: config.trust_proxy,
         },
     );
     let listener = TcpListener::bind(config.listen)
@@ -41,7 +43,8 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     println!("listening on http://{addr}");
-    axum::serve(listener, crate::router(state))
+    let app = crate::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     for runner in runners {

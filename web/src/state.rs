@@ -17,6 +17,21 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub read_your_writes: Duration,
+    /// Where people reach the service (links in invitations and resets), without a final `/`.
+    pub public_url: String,
+    /// Believe `X-Forwarded-For` / `X-Forwarded-Proto` from a reverse proxy.
+    pub trust_proxy: bool,
+}
+
+impl Settings {
+    /// Settings for tests and tools: a local address, no proxy.
+    pub fn local(read_your_writes: Duration) -> Self {
+        Self {
+            read_your_writes,
+            public_url: "http://localhost:8080".into(),
+            trust_proxy: false,
+        }
+    }
 }
 
 impl AppState {

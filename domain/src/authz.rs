@@ -1,0 +1,152 @@
+//! Who may do what: the one role × action matrix. The server checks it on every route
+//! (`web::auth`), and `docs/roles.md` shows the same table (a test keeps the two equal).
+//!
+//! Record-level rules that a role alone cannot decide live next to the matrix: only an owner
+//! may make, change, disable or remove an owner; every record is also scoped to the tenant of
+//! the person asking.
+
+use crate::identity::Role;
+
+/// An action a signed-in person may be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// See customer companies (list, detail, history).
+    ViewCompanies,
+    /// Register, rename, archive and restore customer companies.
+    EditCompanies,
+    /// Set a company's monthly contract rate.
+    SetCompanyRate,
+    /// Read the audit trail (Activity).
+    ViewActivity,
+    /// See the tenant's people and their roles.
+    ViewUsers,
+    /// Invite people, change their role, disable, enable or remove them.
+    ManageUsers,
+    /// See and revoke every person's API tokens.
+    ManageAllTokens,
+    /// Create, list and revoke one's own API tokens.
+    OwnTokens,
+    /// One's own account: password, sessions, sign out.
+    OwnAccount,
+    /// The tenant's name, currency and time zone.
+    TenantSettings,
+}
+
+impl Action {
+    pub const ALL: [Action; 10] = [
+        Action::ViewCompanies,
+        Action::EditCompanies,
+        Action::SetCompanyRate,
+        Action::ViewActivity,
+        Action::ViewUsers,
+        Action::ManageUsers,
+        Action::ManageAllTokens,
+        Action::OwnTokens,
+        Action::OwnAccount,
+        Action::TenantSettings,
+    ];
+
+    /// How the action reads in the matrix.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::ViewCompanies => "See customer companies (list, detail, history)",
+            Action::EditCompanies => "Register, rename, archive, restore companies",
+            Action::SetCompanyRate => "Set a company's monthly contract rate",
+            Action::ViewActivity => "Read the audit trail (Activity)",
+            Action::ViewUsers => "See the team: people and their roles",
+            Action::ManageUsers => "Invite, change role, disable, enable, remove people",
+            Action::ManageAllTokens => "See and revoke everyone's API tokens",
+            Action::OwnTokens => "Create, list, revoke one's own API tokens",
+            Action::OwnAccount => "Own password and sessions, sign out",
+            Action::TenantSettings => "Tenant name, currency, time zone",
+        }
+    }
+
+    /// The roles allowed this action.
+    pub fn roles(self) -> &'static [Role] {
+        use Role::*;
+        match self {
+            Action::ViewCompanies => &[Owner, Admin, Technician, Accountant],
+            Action::EditCompanies => &[Owner, Admin],
+            Action::SetCompanyRate => &[Owner, Admin, Accountant],
+            Action::ViewActivity => &[Owner, Admin, Accountant],
+            Action::ViewUsers => &[Owner, Admin],
+            Action::ManageUsers => &[Owner, Admin],
+            Action::ManageAllTokens => &[Owner, Admin],
+            Action::OwnTokens => &[Owner, Admin, Technician, Accountant],
+            Action::OwnAccount => &[Owner, Admin, Technician, Accountant, Client],
+            Action::TenantSettings => &[Owner],
+        }
+    }
+}
+
+/// True when `role` may do `action`.
+pub fn allows(role: Role, action: Action) -> bool {
+    action.roles().contains(&role)
+}
+
+/// Only an owner may give the owner role, or change, disable or remove an owner.
+pub fn may_manage_member(actor: Role, member_role: Role, new_role: Option<Role>) -> bool {
+    if !allows(actor, Action::ManageUsers) {
+        return false;
+    }
+    let touches_owner = member_role == Role::Owner || new_role == Some(Role::Owner);
+    !touches_owner || actor == Role::Owner
+}
+
+/// The matrix as a Markdown table (the one in `docs/roles.md`).
+pub fn matrix_markdown() -> String {
+    let mut out = String::from("| Action |");
+    for role in Role::ALL {
+        out.push_str(&format!(" {role} |"));
+    }
+    out.push_str("\n|---|");
+    for _ in Role::ALL {
+        out.push_str(":-:|");
+    }
+    out.push('\n');
+    for action in Action::ALL {
+        out.push_str(&format!("| {} |", action.describe()));
+        for role in Role::ALL {
+            out.push_str(if allows(role, action) { " ✓ |" } else { " – |" });
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_get_only_their_own_account() {
+        for action in Action::ALL {
+            assert_eq!(
+                allows(Role::Client, action),
+                action == Action::OwnAccount,
+                "{action:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_owners_touch_owners() {
+        assert!(may_manage_member(Role::Owner, Role::Owner, Some(Role::Admin)));
+        assert!(may_manage_member(Role::Owner, Role::Technician, Some(Role::Owner)));
+        assert!(!may_manage_member(Role::Admin, Role::Owner, None));
+        assert!(!may_manage_member(Role::Admin, Role::Technician, Some(Role::Owner)));
+        assert!(may_manage_member(Role::Admin, Role::Technician, Some(Role::Accountant)));
+        assert!(!may_manage_member(Role::Technician, Role::Technician, None));
+    }
+
+    #[test]
+    fn the_documented_matrix_is_the_enforced_one() {
+        let doc = include_str!("../../docs/roles.md");
+        assert!(
+            doc.contains(&matrix_markdown()),
+            "docs/roles.md must contain exactly this table:\n{}",
+            matrix_markdown()
+        );
+    }
+}
