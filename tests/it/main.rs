@@ -1,6 +1,7 @@
 //! Integration and end-to-end tests, one binary (one link) for all of them.
 
 mod api;
+mod auth;
 mod browser;
 mod concurrency;
 mod console;

@@ -260,6 +260,7 @@ impl TestApp {
             )
             .await
             .unwrap();
+        let own = commands::EventMeta::new(tenant_of.tenant_id, user_id.to_string());
         let token = ident::create_api_token(&self.store, &own, user_id, "tests")
             .await
             .unwrap()
