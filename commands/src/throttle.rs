@@ -87,6 +87,18 @@ pub async fn succeeded(pool: &PgPool, email: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Forgets keys with no failure for `FORGET_AFTER` and no lock (run from time to time).
+pub async fn purge(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM sign_in_throttle
+          WHERE last_failure < now() - $1 AND (locked_until IS NULL OR locked_until < now())",
+    )
+    .bind(FORGET_AFTER)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// "30 s", "2 min 5 s": how long to wait, for people.
 pub fn human(wait: Duration) -> String {
     let secs = wait.num_seconds().max(1);

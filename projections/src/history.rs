@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use domain::company::CompanyEvent;
+use domain::tenant::TenantEvent;
+use domain::user::UserEvent;
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -47,7 +49,60 @@ pub async fn for_aggregate(
 pub fn summary(aggregate_type: &str, event_type: &str, payload: &Value) -> String {
     match aggregate_type {
         "company" => company_summary(event_type, payload),
+        "tenant" => match serde_json::from_value::<TenantEvent>(payload.clone()) {
+            Ok(event) => tenant_event_summary(&event),
+            Err(_) => humanize(event_type),
+        },
+        "user" => match serde_json::from_value::<UserEvent>(payload.clone()) {
+            Ok(event) => user_event_summary(&event),
+            Err(_) => humanize(event_type),
+        },
         _ => humanize(event_type),
+    }
+}
+
+/// The sentence for a tenant event (people are named by id; pages put names on them).
+fn tenant_event_summary(event: &TenantEvent) -> String {
+    match event {
+        TenantEvent::TenantCreated {
+            name,
+            currency,
+            time_zone,
+            ..
+        } => format!("Organisation {name} created ({currency}, {time_zone})"),
+        TenantEvent::TenantRenamed {
+            name,
+            previous_name,
+        } => format!("Organisation renamed to {name} (was {previous_name})"),
+        TenantEvent::TenantSettingsChanged {
+            currency,
+            time_zone,
+        } => format!("Settings changed: {currency}, {time_zone}"),
+        TenantEvent::MemberAdded { role, .. } => format!("Member added as {role}"),
+        TenantEvent::MemberRoleChanged {
+            role,
+            previous_role,
+            ..
+        } => format!("Role changed to {role} (was {previous_role})"),
+        TenantEvent::MemberDisabled { .. } => "Member disabled".into(),
+        TenantEvent::MemberEnabled { .. } => "Member enabled".into(),
+        TenantEvent::MemberRemoved { .. } => "Member removed".into(),
+    }
+}
+
+/// The sentence for a person's event. Never shows a hash or a digest.
+fn user_event_summary(event: &UserEvent) -> String {
+    match event {
+        UserEvent::UserRegistered { email, name, .. } => format!("{name} <{email}> registered"),
+        UserEvent::UserInvited { email, name, .. } => format!("{name} <{email}> invited"),
+        UserEvent::InvitationAccepted {} => "Invitation accepted".into(),
+        UserEvent::InvitationRenewed { .. } => "Invitation sent again".into(),
+        UserEvent::UserRenamed { name } => format!("Renamed to {name}"),
+        UserEvent::PasswordSet { .. } => "Password set".into(),
+        UserEvent::PasswordResetRequested { .. } => "Password reset requested".into(),
+        UserEvent::PasswordResetCompleted {} => "Password reset completed".into(),
+        UserEvent::ApiTokenCreated { name, .. } => format!("API token “{name}” created"),
+        UserEvent::ApiTokenRevoked { .. } => "API token revoked".into(),
     }
 }
 

@@ -357,3 +357,28 @@ pub async fn token<'e>(
     .fetch_optional(db)
     .await
 }
+
+/// Names to show for the actors of a tenant's events: person id → name (or email). Actors
+/// that are not people (`bootstrap`, `scheduler`…) are shown as they are by `actor_label`.
+pub async fn actor_names<'e>(
+    db: impl PgExecutor<'e>,
+    tenant_id: Uuid,
+) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, String)> =
+        sqlx::query_as("SELECT id, name, email FROM users WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_all(db)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, email)| (id.to_string(), if name.is_empty() { email } else { name }))
+        .collect())
+}
+
+/// How an actor reads on a page.
+pub fn actor_label(names: &std::collections::HashMap<String, String>, actor: &str) -> String {
+    names
+        .get(actor)
+        .cloned()
+        .unwrap_or_else(|| actor.to_owned())
+}

@@ -139,7 +139,12 @@ async fn a_company_is_added_renamed_rated_archived_and_restored_from_the_console
 
     let list = app.request(Method::GET, "/companies?q=acme", None).await;
     assert!(list.text.contains("Acme Ltd"));
-    assert_eq!(app.db.count("SELECT count(*) FROM events WHERE aggregate_type = 'company'").await, 5);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM events WHERE aggregate_type = 'company'")
+            .await,
+        5
+    );
 }
 
 #[tokio::test]
@@ -160,7 +165,12 @@ async fn a_form_with_bad_input_is_shown_again_with_messages_and_input() {
         .contains("Monthly rate must have at most 2 decimal places"));
     assert!(reply.text.contains("value=\"12.345\""), "the input is kept");
     assert!(reply.text.contains("aria-invalid=\"true\""));
-    assert_eq!(app.db.count("SELECT count(*) FROM events WHERE aggregate_type = 'company'").await, 0);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM events WHERE aggregate_type = 'company'")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -189,7 +199,12 @@ async fn a_form_without_the_csrf_token_is_refused() {
         .await;
     assert_eq!(no_cookie.status, StatusCode::FORBIDDEN);
     assert!(no_cookie.text.contains("Reload the page"));
-    assert_eq!(app.db.count("SELECT count(*) FROM events WHERE aggregate_type = 'company'").await, 0);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM events WHERE aggregate_type = 'company'")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -234,5 +249,58 @@ async fn a_bad_rate_on_the_company_page_keeps_the_input_and_the_other_form() {
         reply.text.contains("value=\"Initech\""),
         "the rename form shows the current name"
     );
-    assert_eq!(app.db.count("SELECT count(*) FROM events WHERE aggregate_type = 'company'").await, 1);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM events WHERE aggregate_type = 'company'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_global_search_finds_companies_and_people_of_the_tenant_only() {
+    let app = TestApp::new().await;
+    let other = app.other_tenant("Globex IT", "owner@globex.test").await;
+    for (who, name) in [(&app.owner, "Initrode Ltd"), (&other, "Initrode Globex")] {
+        let reply = app
+            .send_as(
+                Some(who),
+                Method::POST,
+                "/api/v1/companies",
+                Some(r#"{"name": "NAME"}"#.replace("NAME", name).as_str()),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+    let tech = app
+        .person(
+            &app.owner,
+            domain::identity::Role::Technician,
+            "initra@acme.test",
+            None,
+        )
+        .await;
+    let page = app.request(Method::GET, "/search?q=initr", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("Initrode Ltd"));
+    assert!(
+        !page.text.contains("Globex"),
+        "another tenant's company is not found"
+    );
+    assert!(
+        page.text.contains("initra@acme.test"),
+        "the owner finds people too"
+    );
+    let as_tech = app
+        .send_as(Some(&tech), Method::GET, "/search?q=initr", None, &[])
+        .await;
+    assert!(as_tech.text.contains("Initrode Ltd"));
+    assert!(
+        !as_tech.text.contains("initra@acme.test"),
+        "a technician does not search people"
+    );
+    let odd = app.request(Method::GET, "/search?q=%25_%5C", None).await;
+    assert_eq!(odd.status, StatusCode::OK);
+    assert!(odd.text.contains("Nothing matches"));
 }

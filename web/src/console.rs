@@ -464,6 +464,10 @@ async fn render_company(
         Ok(None) => return not_found_page(),
         Err(error) => return internal_page(error),
     };
+    let names = match projections::users::actor_names(&state.pool, me.tenant_id).await {
+        Ok(names) => names,
+        Err(error) => return internal_page(error),
+    };
     let history = match projections::history::for_aggregate(
         &state.pool,
         me.tenant_id,
@@ -479,7 +483,7 @@ async fn render_company(
                 at: item.recorded_at.to_rfc3339(),
                 when: display_time(&item.recorded_at),
                 what: projections::history::summary("company", &item.event_type, &item.payload),
-                actor: item.actor,
+                actor: projections::users::actor_label(&names, &item.actor),
             })
             .collect(),
         Err(error) => return internal_page(error),

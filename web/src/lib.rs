@@ -10,6 +10,7 @@ pub mod console;
 pub mod error;
 pub mod health;
 pub mod openapi;
+pub mod search;
 pub mod serve;
 pub mod signin;
 pub mod state;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .merge(console::router())
         .merge(signin::router())
+        .merge(search::router())
         .merge(openapi::router())
         .merge(assets::router())
         .fallback(error::not_found_fallback)

@@ -28,6 +28,7 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
             ..RunnerConfig::default()
         },
     );
+    let housekeeping = tokio::spawn(housekeeping(pool.clone()));
     let state = AppState::new(
         pool.clone(),
         store,
@@ -50,10 +51,28 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
     for runner in runners {
         runner.abort();
     }
+    housekeeping.abort();
     tokio::time::timeout(Duration::from_secs(5), pool.close())
         .await
         .ok();
     Ok(())
+}
+
+/// Every 10 minutes: deletes ended sessions and stale sign-in throttle keys (neither is ever
+/// used once ended; this only keeps the tables small).
+async fn housekeeping(pool: sqlx::PgPool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        match commands::sessions::purge(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "ended sessions deleted"),
+            Err(error) => tracing::warn!(%error, "could not delete ended sessions"),
+        }
+        if let Err(error) = commands::throttle::purge(&pool).await {
+            tracing::warn!(%error, "could not purge the sign-in throttle");
+        }
+    }
 }
 
 async fn shutdown_signal() {
