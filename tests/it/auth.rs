@@ -795,3 +795,122 @@ async fn the_api_wants_a_valid_bearer_token_and_never_a_cookie() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(refused.json()["status"], 403);
 }
+
+/// The session cookie's secret from a sign-in reply of a real server.
+fn session_from(reply: &reqwest::Response) -> Option<String> {
+    reply
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("st_session="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn no_password_token_or_session_secret_reaches_the_log_the_read_models_or_the_logs() {
+    let db = st_tests::TestDb::new().await;
+    let log = std::env::temp_dir().join(format!("st-secrets-{}.log", uuid::Uuid::new_v4()));
+    let server =
+        st_tests::process::Server::start_logging(&db.url, &[("ST_LOG", "debug")], Some(&log))
+            .with_owner(&db.url)
+            .await;
+    let owner = server.owner.clone().unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let sign_in = |password: String| {
+        let client = client.clone();
+        let url = server.url("/sign-in");
+        let email = owner.email.clone();
+        async move {
+            client
+                .post(url)
+                .header("cookie", format!("st_csrf={CSRF}"))
+                .form(&[
+                    ("csrf", CSRF),
+                    ("email", email.as_str()),
+                    ("password", password.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // A wrong password, a right one, an API token made through the API, a password change.
+    let wrong_password = "this is not the password";
+    assert_eq!(sign_in(wrong_password.into()).await.status(), 401);
+    let signed_in = sign_in(owner.password.clone()).await;
+    assert_eq!(signed_in.status(), 303);
+    let session = session_from(&signed_in).unwrap();
+    let created: serde_json::Value = client
+        .post(server.url("/api/v1/tokens"))
+        .bearer_auth(&owner.api_token)
+        .json(&json!({"name": "script"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let script_token = created["token"].as_str().expect("the new token").to_owned();
+    let new_password = "a completely new passphrase";
+    let changed = client
+        .post(server.url("/account/password"))
+        .header("cookie", format!("st_csrf={CSRF}; st_session={session}"))
+        .form(&[
+            ("csrf", CSRF),
+            ("current", owner.password.as_str()),
+            ("password", new_password),
+            ("confirm", new_password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 303);
+    let second = session_from(&sign_in(new_password.into()).await).unwrap();
+    st_tests::settle(&db.pool).await;
+    server.stop();
+
+    let secrets = [
+        ("the first password", owner.password.as_str()),
+        ("the new password", new_password),
+        ("a wrong password", wrong_password),
+        ("the bootstrap token", owner.api_token.as_str()),
+        ("the bootstrap token's random part", &owner.api_token[3..]),
+        ("the script token", script_token.as_str()),
+        ("the first session", session.as_str()),
+        ("the second session", second.as_str()),
+    ];
+    // Every table of the database (event log, read models, sessions, throttle, outbox).
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(tables.iter().any(|t| t == "events") && tables.iter().any(|t| t == "sessions"));
+    let mut dump = String::new();
+    for table in &tables {
+        let text: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT string_agg(t::text, E'\\n') FROM {table} t"
+        ))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        dump.push_str(&text.unwrap_or_default());
+    }
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(logs.contains("signed in"), "the log was captured: {logs}");
+    for (what, secret) in secrets {
+        assert!(!dump.contains(secret), "{what} is in the database");
+        assert!(!logs.contains(secret), "{what} is in the server's log");
+    }
+    assert!(
+        dump.contains(&commands::identity::token_digest(&script_token)),
+        "only digests"
+    );
+}

@@ -55,6 +55,15 @@ pub fn bootstrap(database_url: &str, tenant: &str, email: &str) -> Owner {
 impl Server {
     /// Starts the server against `database_url` and waits for its "listening on" line.
     pub fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_logging(database_url, env, None)
+    }
+
+    /// `start`, with the server's log (stderr) written to `log` when given.
+    pub fn start_logging(
+        database_url: &str,
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Self {
         let mut command = Command::new(bin_path("supporttracker"));
         command
             .arg("serve")
@@ -62,7 +71,10 @@ impl Server {
             .env("ST_LISTEN", "127.0.0.1:0")
             .env("ST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("the log file")),
+                None => Stdio::inherit(),
+            });
         for (k, v) in env {
             command.env(k, v);
         }
