@@ -59,45 +59,75 @@ async fn a_company_is_added_and_renamed_in_a_real_browser() {
         .prop("value")
         .await
         .unwrap();
-    assert_eq!(kept.as_deref(), Some(owner.email.as_str()), "the email is kept");
+    assert_eq!(
+        kept.as_deref(),
+        Some(owner.email.as_str()),
+        "the email is kept"
+    );
     sign_in(&browser, &owner.email, &owner.password).await;
     wait_for_text(&browser, "main", "No companies yet").await;
     assert_eq!(c.current_url().await.unwrap().path(), "/companies");
 
-    // A bad rate: the page comes back with the message next to the field and the input kept.
-    c.find(Locator::Id("name"))
-        .await
-        .unwrap()
-        .send_keys("Initech")
-        .await
-        .unwrap();
-    c.find(Locator::Id("monthly_rate"))
-        .await
-        .unwrap()
-        .send_keys("12.345")
-        .await
-        .unwrap();
-    c.find(Locator::Css("form.inline button[type=submit]"))
+    // "New company" opens the form in a modal dialog (htmx). A bad rate: the dialog shows
+    // the message next to the field, with the input kept.
+    c.find(Locator::Id("new-company"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    wait_for_text(&browser, "#rate-error", "at most 2 decimal places").await;
+    wait_for_text(&browser, "dialog#modal", "New company").await;
+    let open = c
+        .execute("return document.getElementById('modal').open", vec![])
+        .await
+        .unwrap();
+    assert_eq!(open, serde_json::json!(true), "the dialog is open");
+    c.find(Locator::Css("#modal-body #name"))
+        .await
+        .unwrap()
+        .send_keys("Initech")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#modal-body #monthly_rate"))
+        .await
+        .unwrap()
+        .send_keys("12.345")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#modal-body button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(
+        &browser,
+        "#modal-body #rate-error",
+        "at most 2 decimal places",
+    )
+    .await;
     let kept = c
-        .find(Locator::Id("name"))
+        .find(Locator::Css("#modal-body #name"))
         .await
         .unwrap()
         .prop("value")
         .await
         .unwrap();
     assert_eq!(kept.as_deref(), Some("Initech"));
+    assert_eq!(
+        c.current_url().await.unwrap().path(),
+        "/companies",
+        "still on the list"
+    );
 
-    // Corrected: redirected to the company's page with a flash message.
-    let rate = c.find(Locator::Id("monthly_rate")).await.unwrap();
+    // Corrected: the company's page with a flash message.
+    let rate = c
+        .find(Locator::Css("#modal-body #monthly_rate"))
+        .await
+        .unwrap();
     rate.clear().await.unwrap();
     rate.send_keys("1250").await.unwrap();
-    c.find(Locator::Css("form.inline button[type=submit]"))
+    c.find(Locator::Css("#modal-body button[type=submit]"))
         .await
         .unwrap()
         .click()
@@ -195,10 +225,11 @@ async fn an_invited_technician_joins_and_is_refused_an_owner_page() {
         .await
         .unwrap();
     assert_eq!(invited.status(), 201, "{}", invited.text().await.unwrap());
-    let body: String = sqlx::query_scalar("SELECT body FROM outbox WHERE recipient = 'tech@acme.test'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let body: String =
+        sqlx::query_scalar("SELECT body FROM outbox WHERE recipient = 'tech@acme.test'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     let link = body
         .split_whitespace()
         .find(|w| w.contains("/invitation/"))
@@ -232,7 +263,10 @@ async fn an_invited_technician_joins_and_is_refused_an_owner_page() {
     wait_for_text(&browser, "main", "Companies").await;
     let nav = text_of(&browser, "header").await;
     assert!(nav.contains("Tess Tech"), "{nav}");
-    assert!(!nav.contains("Team"), "the technician's navigation has no Team: {nav}");
+    assert!(
+        !nav.contains("Team"),
+        "the technician's navigation has no Team: {nav}"
+    );
 
     // The owner-only page, typed in the address bar: the friendly 403 with a request id.
     c.goto(&server.url("/team")).await.unwrap();

@@ -304,3 +304,80 @@ async fn the_global_search_finds_companies_and_people_of_the_tenant_only() {
     assert_eq!(odd.status, StatusCode::OK);
     assert!(odd.text.contains("Nothing matches"));
 }
+
+#[tokio::test]
+async fn the_new_company_form_works_as_an_htmx_modal_and_as_a_page() {
+    let app = TestApp::new().await;
+    let token = cookie_token(&app.request(Method::GET, "/companies", None).await);
+    let list = app.request(Method::GET, "/companies", None).await;
+    assert!(list.text.contains("hx-get=\"/companies/new\""));
+    assert!(list.text.contains("<dialog id=\"modal\""));
+    let fragment = app
+        .send(
+            Method::GET,
+            "/companies/new",
+            None,
+            &[("hx-request", "true")],
+        )
+        .await;
+    assert_eq!(fragment.status, StatusCode::OK);
+    assert!(
+        !fragment.text.contains("<html"),
+        "a fragment for the dialog"
+    );
+    assert!(fragment.text.contains("hx-post=\"/companies\""));
+    let page = app.request(Method::GET, "/companies/new", None).await;
+    assert!(page.text.contains("<html") && page.text.contains("New company"));
+
+    let cookie = format!("st_csrf={token}");
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("cookie", cookie.as_str()),
+        ("hx-request", "true"),
+    ];
+    let refused = app
+        .send_body(
+            Method::POST,
+            "/companies",
+            &format!("csrf={token}&name=&monthly_rate=abc"),
+            &headers,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!refused.text.contains("<html"));
+    assert!(refused.text.contains("Name must not be empty"));
+    assert!(refused.text.contains("value=\"abc\""));
+    let added = app
+        .send_body(
+            Method::POST,
+            "/companies",
+            &format!("csrf={token}&name=Modal+Co&monthly_rate=5"),
+            &headers,
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::OK);
+    let to = added.headers["hx-redirect"].to_str().unwrap();
+    assert!(to.starts_with("/companies/"), "{to}");
+    assert!(added
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .any(|v| v.to_str().unwrap().starts_with("st_flash=Added")));
+    // A technician gets no button and a 403 for the form.
+    let tech = app
+        .person(
+            &app.owner,
+            domain::identity::Role::Technician,
+            "t@acme.test",
+            None,
+        )
+        .await;
+    let list = app
+        .send_as(Some(&tech), Method::GET, "/companies", None, &[])
+        .await;
+    assert!(!list.text.contains("New company"));
+    let form = app
+        .send_as(Some(&tech), Method::GET, "/companies/new", None, &[])
+        .await;
+    assert_eq!(form.status, StatusCode::FORBIDDEN);
+}

@@ -71,7 +71,14 @@ pub static HTMX_JS: Asset = Asset::new(
     include_bytes!("../static/htmx.min.js"),
 );
 
-pub static ALL: [&Asset; 2] = [&APP_CSS, &HTMX_JS];
+/// The console's own behaviour (modal forms).
+pub static APP_JS: Asset = Asset::new(
+    "/static/app.js",
+    "text/javascript; charset=utf-8",
+    include_bytes!("../static/app.js"),
+);
+
+pub static ALL: [&Asset; 3] = [&APP_CSS, &HTMX_JS, &APP_JS];
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
@@ -82,6 +89,10 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             HTMX_JS.path,
             get(|headers: HeaderMap| async move { HTMX_JS.respond(&headers) }),
+        )
+        .route(
+            APP_JS.path,
+            get(|headers: HeaderMap| async move { APP_JS.respond(&headers) }),
         )
 }
 

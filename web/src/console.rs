@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/companies", get(list_page).post(create))
+        .route("/companies/new", get(new_company))
         .route("/companies/{id}", get(company_page))
         .route("/companies/{id}/rename", post(rename))
         .route("/companies/{id}/rate", post(set_rate))
@@ -268,11 +269,63 @@ struct CompanyFormView {
 #[template(path = "companies.html")]
 struct CompaniesPage {
     flash: Option<String>,
-    csrf: String,
     q: String,
     status: &'static str,
     rows: Vec<CompanyView>,
+}
+
+/// The "new company" form: a fragment for the modal (htmx), or a page of its own.
+#[derive(Template, WebTemplate)]
+#[template(path = "company_new_form.html")]
+struct NewCompanyForm {
+    csrf: String,
     form: CompanyFormView,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "company_new.html")]
+struct NewCompanyPage {
+    flash: Option<String>,
+    csrf: String,
+    form: CompanyFormView,
+}
+
+/// True for a request htmx sent (it wants a fragment, not a page).
+fn from_htmx(headers: &HeaderMap) -> bool {
+    headers.contains_key("hx-request")
+}
+
+fn new_company_form(
+    cookies: &Cookies,
+    headers: &HeaderMap,
+    form: CompanyFormView,
+    status: StatusCode,
+) -> Response {
+    let csrf = cookies.csrf.clone();
+    if from_htmx(headers) {
+        (status, NewCompanyForm { csrf, form }).into_response()
+    } else {
+        (
+            status,
+            NewCompanyPage {
+                flash: cookies.flash.clone(),
+                csrf,
+                form,
+            },
+        )
+            .into_response()
+    }
+}
+
+async fn new_company(
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = me.require(Action::EditCompanies) {
+        return refused.into_response();
+    }
+    new_company_form(&cookies, &headers, CompanyFormView::default(), StatusCode::OK)
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -294,7 +347,6 @@ async fn render_list(
     me: &Principal,
     cookies: &Cookies,
     params: &ListParams,
-    form: CompanyFormView,
     status_code: StatusCode,
 ) -> Response {
     let (filter, status) = status_filter(params.status.as_deref());
@@ -315,11 +367,9 @@ async fn render_list(
             status_code,
             CompaniesPage {
                 flash: cookies.flash.clone(),
-                csrf: cookies.csrf.clone(),
                 q,
                 status,
                 rows: rows.into_iter().map(CompanyView::from).collect(),
-                form,
             },
         )
             .into_response(),
@@ -342,7 +392,6 @@ async fn list_page(
         &me,
         &cookies,
         &params,
-        CompanyFormView::default(),
         StatusCode::OK,
     )
     .await
@@ -395,15 +444,7 @@ async fn create(
                 name_error: name.err().map(|e| format!("Name {}", e.message)),
                 rate_error: rate.err().map(|e| format!("Monthly rate {}", e.message)),
             };
-            return render_list(
-                &state,
-                &me,
-                &cookies,
-                &ListParams::default(),
-                view,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
+            return new_company_form(&cookies, &headers, view, StatusCode::UNPROCESSABLE_ENTITY);
         }
     };
     let meta = me.meta();
@@ -425,7 +466,17 @@ async fn create(
             state
                 .read_your_writes(&["companies"], "company", &done.aggregate_id, done.version)
                 .await;
-            redirect_with_flash(&format!("/companies/{id}"), &format!("Added {name}."))
+            let to = format!("/companies/{id}");
+            let mut response = redirect_with_flash(&to, &format!("Added {name}."));
+            if from_htmx(&headers) {
+                // htmx follows a 303 inside the dialog; tell it to load the page instead.
+                *response.status_mut() = StatusCode::OK;
+                response.headers_mut().remove(header::LOCATION);
+                if let Ok(v) = HeaderValue::from_str(&to) {
+                    response.headers_mut().insert("hx-redirect", v);
+                }
+            }
+            response
         }
         Err(error) => internal_page(error),
     }
