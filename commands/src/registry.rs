@@ -30,7 +30,50 @@ fn fold<A: StoredAggregate>(events: Vec<SerializedEvent>) -> Result<serde_json::
     for event in events {
         state.apply(decode::<A::Event>(&upcast(event, &upcasters))?);
     }
-    serde_json::to_value(&state).map_err(|e| e.to_string())
+    let mut value = serde_json::to_value(&state).map_err(|e| e.to_string())?;
+    redact_secrets(&mut value);
+    Ok(value)
+}
+
+/// Keys whose values are credentials' derivatives (argon2 hashes, token digests): tools that
+/// print states or payloads for people show `"[redacted]"` instead.
+pub const SECRET_KEYS: &[&str] = &["password_hash", "token_digest"];
+
+/// Replaces the values of `SECRET_KEYS`, at any depth.
+pub fn redact_secrets(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                if SECRET_KEYS.contains(&key.as_str()) && !inner.is_null() {
+                    *inner = serde_json::Value::String("[redacted]".into());
+                } else {
+                    redact_secrets(inner);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_secrets),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_at_any_depth() {
+        let mut v = serde_json::json!({
+            "PasswordSet": {"password_hash": "$argon2id$x"},
+            "api_tokens": {"a": {"name": "n", "token_digest": "abc"}},
+            "reset": null,
+            "invitation": {"token_digest": "d", "expires_at": "t"}
+        });
+        redact_secrets(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("argon2") && !text.contains("abc") && !text.contains("\"d\""));
+        assert_eq!(v["api_tokens"]["a"]["name"], "n");
+        assert_eq!(v["invitation"]["expires_at"], "t");
+    }
 }
 
 const fn kind<A: StoredAggregate>() -> AggregateKind {

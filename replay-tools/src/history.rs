@@ -94,7 +94,8 @@ pub async fn history(
     let events: Vec<HistoryEntry> = loaded
         .into_iter()
         .map(|l| {
-            let event = upcast(l.event);
+            let mut event = upcast(l.event);
+            commands::registry::redact_secrets(&mut event.payload);
             let meta = serde_json::from_value::<commands::EventMeta>(event.metadata.clone()).ok();
             HistoryEntry {
                 global_position: l.global_position,

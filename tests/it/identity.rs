@@ -228,3 +228,36 @@ async fn the_bootstrap_command_prints_json_and_refuses_a_taken_address_with_exit
         "nothing created by refused runs"
     );
 }
+
+#[tokio::test]
+async fn history_and_replay_of_a_person_show_no_password_hash_or_token_digest() {
+    let db = TestDb::new().await;
+    let store = EventStore::new(db.pool.clone());
+    let done = bootstrap(
+        &store,
+        new_tenant("ann@example.com", "correct horse battery staple"),
+    )
+    .await
+    .unwrap();
+    let id = done.user_id.to_string();
+    let now = chrono::Utc::now().to_rfc3339();
+    for args in [
+        vec!["history", "user", id.as_str()],
+        vec!["history", "--json", "user", id.as_str()],
+        vec!["replay", "--as-of", now.as_str(), "user", id.as_str()],
+    ] {
+        let output = st_tests::process::replay_tools(&db.url, &args);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(text.contains("[redacted]"), "{args:?}: {text}");
+        assert!(!text.contains("$argon2id$"), "{args:?}: {text}");
+        assert!(
+            !text.contains(&commands::identity::token_digest(&done.api_token)),
+            "{args:?}: {text}"
+        );
+    }
+}
