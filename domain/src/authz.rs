@@ -26,7 +26,7 @@ pub enum Action {
     ManageAllTokens,
     /// Create, list and revoke one's own API tokens.
     OwnTokens,
-    /// One's own account: password, sessions, sign out.
+    /// One's own account: password, sessions, sign out; read the organisation's settings.
     OwnAccount,
     /// The tenant's name, currency and time zone.
     TenantSettings,
@@ -57,8 +57,8 @@ impl Action {
             Action::ManageUsers => "Invite, change role, disable, enable, remove people",
             Action::ManageAllTokens => "See and revoke everyone's API tokens",
             Action::OwnTokens => "Create, list, revoke one's own API tokens",
-            Action::OwnAccount => "Own password and sessions, sign out",
-            Action::TenantSettings => "Tenant name, currency, time zone",
+            Action::OwnAccount => "Own password and sessions, sign out; see the organisation's settings",
+            Action::TenantSettings => "Change the organisation's name, currency, time zone",
         }
     }
 

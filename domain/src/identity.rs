@@ -196,6 +196,11 @@ impl Currency {
         CURRENCIES[self.0].0
     }
 
+    /// Every supported code, for pickers.
+    pub fn codes() -> impl Iterator<Item = &'static str> {
+        CURRENCIES.iter().map(|(code, _)| *code)
+    }
+
     /// Decimal places of the minor unit (2 for USD, 0 for JPY, 3 for KWD).
     pub fn minor_unit(&self) -> u32 {
         CURRENCIES[self.0].1
@@ -238,6 +243,11 @@ impl TimeZone {
 
     pub fn tz(&self) -> chrono_tz::Tz {
         self.0
+    }
+
+    /// Every IANA name, for pickers.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
     }
 }
 

@@ -582,6 +582,16 @@ async fn every_role_against_every_route_of_the_matrix() {
         route(Method::GET, "/account/tokens", None, Action::OwnTokens),
         route(Method::GET, "/api/v1/tokens", None, Action::OwnTokens),
         route(Method::GET, "/activity", None, Action::ViewActivity),
+        route(Method::GET, "/settings", None, Action::OwnAccount),
+        route(Method::GET, "/api/v1/tenant", None, Action::OwnAccount),
+        route(
+            Method::PATCH,
+            "/api/v1/tenant",
+            Some(r#"{"time_zone": "Europe/Paris"}"#),
+            Action::TenantSettings,
+        ),
+        route(Method::GET, "/search?q=init", None, Action::ViewCompanies),
+        route(Method::GET, "/companies/new", None, Action::EditCompanies),
     ];
     let mut failures = Vec::new();
     for person in &people {

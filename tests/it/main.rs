@@ -10,3 +10,4 @@ mod event_store;
 mod identity;
 mod openapi;
 mod projections_it;
+mod settings;

@@ -191,6 +191,7 @@ pub struct Nav {
     pub activity: bool,
     pub team: bool,
     pub tokens: bool,
+    pub settings: bool,
 }
 
 /// The navigation of the person the request acts for (`None`: not signed in).
@@ -201,6 +202,7 @@ pub fn nav() -> Option<Nav> {
         activity: p.may(Action::ViewActivity),
         team: p.may(Action::ViewUsers),
         tokens: p.may(Action::OwnTokens),
+        settings: p.may(Action::TenantSettings),
         role: p.role.as_str(),
         name: if p.name.is_empty() { p.email } else { p.name },
     })

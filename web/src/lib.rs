@@ -12,6 +12,7 @@ pub mod health;
 pub mod openapi;
 pub mod search;
 pub mod serve;
+pub mod settings;
 pub mod signin;
 pub mod state;
 
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(console::router())
         .merge(signin::router())
         .merge(search::router())
+        .merge(settings::router())
         .merge(openapi::router())
         .merge(assets::router())
         .fallback(error::not_found_fallback)

@@ -42,6 +42,8 @@ pub const BEARER: &str = "bearer";
         api::create_company,
         api::get_company,
         api::update_company,
+        crate::settings::get_tenant,
+        crate::settings::update_tenant,
         health::healthz,
         openapi_json,
     ),
@@ -53,6 +55,8 @@ pub const BEARER: &str = "bearer";
             api::CreateCompanyBody,
             api::UpdateCompanyBody,
             api::CompanyStatusFilter,
+            crate::settings::TenantJson,
+            crate::settings::UpdateTenantBody,
             error::Problem,
             error::FieldError,
             health::Health,
@@ -77,6 +81,7 @@ pub const BEARER: &str = "bearer";
     modifiers(&BearerScheme),
     tags(
         (name = "companies", description = "The service's customer companies"),
+        (name = "settings", description = "The organisation's name, currency and time zone"),
         (name = "service", description = "Health and this document"),
     ),
 )]
