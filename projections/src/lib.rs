@@ -5,6 +5,7 @@
 //! feeds it the log in `(tx_id, global_position)` order through the guarded reader and
 //! commits its rows together with its checkpoint.
 
+pub mod activity;
 pub mod companies;
 pub mod event;
 pub mod history;
@@ -25,6 +26,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(companies::CompaniesProjection),
         Arc::new(users::UsersProjection),
+        Arc::new(activity::ActivityProjection),
     ]
 }
 

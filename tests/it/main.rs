@@ -1,5 +1,6 @@
 //! Integration and end-to-end tests, one binary (one link) for all of them.
 
+mod activity;
 mod api;
 mod auth;
 mod browser;

@@ -2,6 +2,7 @@
 //! the wiring of the `supporttracker` binary. Each module owns its `router()`; `router` below
 //! only merges them.
 
+pub mod activity;
 pub mod api;
 pub mod assets;
 pub mod auth;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(api::router())
         .merge(console::router())
+        .merge(activity::router())
         .merge(signin::router())
         .merge(search::router())
         .merge(settings::router())
