@@ -355,9 +355,16 @@ pub async fn invite(
         ));
     }
     let link = format!("{public_url}/invitation/{user_id}/{token}");
-    send_invitation(store.pool(), tenant_id, &person.email, &person.name, &link, expires_at)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+    send_invitation(
+        store.pool(),
+        tenant_id,
+        &person.email,
+        &person.name,
+        &link,
+        expires_at,
+    )
+    .await
+    .map_err(|e| failed(e.to_string()))?;
     Ok(Invitation {
         user_id,
         token,
@@ -396,9 +403,16 @@ pub async fn renew_invitation(
         })?;
     let email = Email::parse(&done.state.email).map_err(|e| InviteError::Failed(e.to_string()))?;
     let link = format!("{public_url}/invitation/{user_id}/{token}");
-    send_invitation(store.pool(), meta.tenant_id, &email, &done.state.name, &link, expires_at)
-        .await
-        .map_err(|e| InviteError::Failed(e.to_string()))?;
+    send_invitation(
+        store.pool(),
+        meta.tenant_id,
+        &email,
+        &done.state.name,
+        &link,
+        expires_at,
+    )
+    .await
+    .map_err(|e| InviteError::Failed(e.to_string()))?;
     Ok(Invitation {
         user_id,
         token,
@@ -554,7 +568,9 @@ pub async fn sign_in(
     let Some(role) = tenant.active_role(user_id) else {
         return Err(SignInError::Disabled);
     };
-    crate::throttle::succeeded(pool, email).await.map_err(failed)?;
+    crate::throttle::succeeded(pool, email)
+        .await
+        .map_err(failed)?;
     Ok(SignedIn {
         tenant_id,
         user_id,

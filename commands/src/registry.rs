@@ -56,26 +56,6 @@ pub fn redact_secrets(value: &mut serde_json::Value) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_redacted_at_any_depth() {
-        let mut v = serde_json::json!({
-            "PasswordSet": {"password_hash": "$argon2id$x"},
-            "api_tokens": {"a": {"name": "n", "token_digest": "abc"}},
-            "reset": null,
-            "invitation": {"token_digest": "d", "expires_at": "t"}
-        });
-        redact_secrets(&mut v);
-        let text = v.to_string();
-        assert!(!text.contains("argon2") && !text.contains("abc") && !text.contains("\"d\""));
-        assert_eq!(v["api_tokens"]["a"]["name"], "n");
-        assert_eq!(v["invitation"]["expires_at"], "t");
-    }
-}
-
 const fn kind<A: StoredAggregate>() -> AggregateKind {
     AggregateKind {
         name: A::TYPE,
@@ -94,4 +74,24 @@ pub const AGGREGATES: &[AggregateKind] = &[
 
 pub fn find(name: &str) -> Option<&'static AggregateKind> {
     AGGREGATES.iter().find(|k| k.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_at_any_depth() {
+        let mut v = serde_json::json!({
+            "PasswordSet": {"password_hash": "$argon2id$x"},
+            "api_tokens": {"a": {"name": "n", "token_digest": "abc"}},
+            "reset": null,
+            "invitation": {"token_digest": "d", "expires_at": "t"}
+        });
+        redact_secrets(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("argon2") && !text.contains("abc") && !text.contains("\"d\""));
+        assert_eq!(v["api_tokens"]["a"]["name"], "n");
+        assert_eq!(v["invitation"]["expires_at"], "t");
+    }
 }

@@ -37,7 +37,9 @@ pub async fn wait(pool: &PgPool, keys: &[(String, i32)]) -> Result<Option<Durati
     .bind(&names)
     .fetch_one(pool)
     .await?;
-    Ok(until.map(|until| until - Utc::now()).filter(|d| *d > Duration::zero()))
+    Ok(until
+        .map(|until| until - Utc::now())
+        .filter(|d| *d > Duration::zero()))
 }
 
 /// Lock length after `failures` failures on a key allowing `free` of them.
@@ -51,7 +53,10 @@ pub fn lock_for(failures: i32, free: i32) -> Option<Duration> {
 }
 
 /// Counts a failed attempt on every key; returns the longest lock it caused, if any.
-pub async fn failed(pool: &PgPool, keys: &[(String, i32)]) -> Result<Option<Duration>, sqlx::Error> {
+pub async fn failed(
+    pool: &PgPool,
+    keys: &[(String, i32)],
+) -> Result<Option<Duration>, sqlx::Error> {
     let mut longest: Option<Duration> = None;
     for (key, free) in keys {
         let failures: i32 = sqlx::query_scalar(
@@ -134,7 +139,10 @@ mod tests {
 
     #[test]
     fn accounts_are_keyed_case_insensitively() {
-        assert_eq!(keys(" Ann@Example.com ", "")[0].0, "account:ann@example.com");
+        assert_eq!(
+            keys(" Ann@Example.com ", "")[0].0,
+            "account:ann@example.com"
+        );
         assert_eq!(keys("a@b.c", "10.0.0.1").len(), 2);
     }
 }

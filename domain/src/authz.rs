@@ -57,7 +57,9 @@ impl Action {
             Action::ManageUsers => "Invite, change role, disable, enable, remove people",
             Action::ManageAllTokens => "See and revoke everyone's API tokens",
             Action::OwnTokens => "Create, list, revoke one's own API tokens",
-            Action::OwnAccount => "Own password and sessions, sign out; see the organisation's settings",
+            Action::OwnAccount => {
+                "Own password and sessions, sign out; see the organisation's settings"
+            }
             Action::TenantSettings => "Change the organisation's name, currency, time zone",
         }
     }
@@ -108,7 +110,11 @@ pub fn matrix_markdown() -> String {
     for action in Action::ALL {
         out.push_str(&format!("| {} |", action.describe()));
         for role in Role::ALL {
-            out.push_str(if allows(role, action) { " ✓ |" } else { " – |" });
+            out.push_str(if allows(role, action) {
+                " ✓ |"
+            } else {
+                " – |"
+            });
         }
         out.push('\n');
     }
@@ -132,11 +138,27 @@ mod tests {
 
     #[test]
     fn only_owners_touch_owners() {
-        assert!(may_manage_member(Role::Owner, Role::Owner, Some(Role::Admin)));
-        assert!(may_manage_member(Role::Owner, Role::Technician, Some(Role::Owner)));
+        assert!(may_manage_member(
+            Role::Owner,
+            Role::Owner,
+            Some(Role::Admin)
+        ));
+        assert!(may_manage_member(
+            Role::Owner,
+            Role::Technician,
+            Some(Role::Owner)
+        ));
         assert!(!may_manage_member(Role::Admin, Role::Owner, None));
-        assert!(!may_manage_member(Role::Admin, Role::Technician, Some(Role::Owner)));
-        assert!(may_manage_member(Role::Admin, Role::Technician, Some(Role::Accountant)));
+        assert!(!may_manage_member(
+            Role::Admin,
+            Role::Technician,
+            Some(Role::Owner)
+        ));
+        assert!(may_manage_member(
+            Role::Admin,
+            Role::Technician,
+            Some(Role::Accountant)
+        ));
         assert!(!may_manage_member(Role::Technician, Role::Technician, None));
     }
 

@@ -120,8 +120,12 @@ async fn apply_tenant(
             None,
             None,
         ),
-        TenantEvent::MemberDisabled { user_id } => (user_id, flag_sql(users, "enabled"), None, None, Some(false)),
-        TenantEvent::MemberEnabled { user_id } => (user_id, flag_sql(users, "enabled"), None, None, Some(true)),
+        TenantEvent::MemberDisabled { user_id } => {
+            (user_id, flag_sql(users, "enabled"), None, None, Some(false))
+        }
+        TenantEvent::MemberEnabled { user_id } => {
+            (user_id, flag_sql(users, "enabled"), None, None, Some(true))
+        }
         TenantEvent::MemberRemoved { user_id } => (
             user_id,
             upsert(
@@ -176,24 +180,30 @@ async fn apply_user(
     let key = (tenant_id, user_id, at);
     match event {
         UserEvent::UserRegistered { email, name, .. } => {
-            bound(&upsert(
-                users,
-                ", email, name",
-                ", $4, $5",
-                ", email = $4, name = $5",
-            ), key)
+            bound(
+                &upsert(
+                    users,
+                    ", email, name",
+                    ", $4, $5",
+                    ", email = $4, name = $5",
+                ),
+                key,
+            )
             .bind(email.as_str())
             .bind(name)
             .execute(&mut *conn)
             .await?;
         }
         UserEvent::UserInvited { email, name, .. } => {
-            bound(&upsert(
-                users,
-                ", email, name, invited",
-                ", $4, $5, true",
-                ", email = $4, name = $5, invited = true",
-            ), key)
+            bound(
+                &upsert(
+                    users,
+                    ", email, name, invited",
+                    ", $4, $5, true",
+                    ", email = $4, name = $5, invited = true",
+                ),
+                key,
+            )
             .bind(email.as_str())
             .bind(name)
             .execute(&mut *conn)

@@ -171,8 +171,8 @@ async fn viewer(app: &TestApp) -> st_tests::Person {
                     tenant_id: DEFAULT_TENANT_ID,
                     email,
                     name: "Vera Viewer".into(),
-                    password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
-                        .into(),
+                    password_hash:
+                        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
                 },
                 &(),
                 &EventMeta::new(DEFAULT_TENANT_ID, "viewer-setup"),

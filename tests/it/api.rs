@@ -161,7 +161,12 @@ async fn an_idempotency_key_makes_a_retry_return_the_first_outcome() {
     assert_eq!(first.status, StatusCode::CREATED);
     assert_eq!(second.status, StatusCode::CREATED);
     assert_eq!(first.json()["id"], second.json()["id"]);
-    assert_eq!(app.db.count("SELECT count(*) FROM events WHERE aggregate_type = 'company'").await, 1);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM events WHERE aggregate_type = 'company'")
+            .await,
+        1
+    );
 }
 
 /// Every kind of bad input: a 4xx problem document that says what is wrong, nothing appended.
@@ -415,7 +420,10 @@ async fn bad_input_is_refused_with_a_problem_and_appends_nothing() {
             "DELETE is not allowed",
         ),
     ];
-    let events_before = app.db.count("SELECT count(*) FROM events WHERE aggregate_type = 'company'").await;
+    let events_before = app
+        .db
+        .count("SELECT count(*) FROM events WHERE aggregate_type = 'company'")
+        .await;
     for (method, path, body, status, says) in cases {
         let reply = app.request(method.clone(), &path, body.as_deref()).await;
         assert_eq!(
@@ -452,7 +460,9 @@ async fn bad_input_is_refused_with_a_problem_and_appends_nothing() {
         .unwrap()
         .contains("application/json"));
     assert_eq!(
-        app.db.count("SELECT count(*) FROM events WHERE aggregate_type = 'company'").await,
+        app.db
+            .count("SELECT count(*) FROM events WHERE aggregate_type = 'company'")
+            .await,
         events_before,
         "bad input appended nothing"
     );

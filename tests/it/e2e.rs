@@ -172,7 +172,9 @@ async fn patch(server: &Server, path: &str, body: serde_json::Value) -> serde_js
 #[tokio::test]
 async fn export_then_import_into_an_empty_database_reproduces_the_read_models() {
     let source = TestDb::new().await;
-    let server = Server::start(&source.url, &[]).with_owner(&source.url).await;
+    let server = Server::start(&source.url, &[])
+        .with_owner(&source.url)
+        .await;
     let mut ids = Vec::new();
     for i in 0..30 {
         let company = post(

@@ -2,6 +2,7 @@
 
 mod activity;
 mod api;
+mod api_fuzz;
 mod auth;
 mod browser;
 mod concurrency;
@@ -12,3 +13,5 @@ mod identity;
 mod openapi;
 mod projections_it;
 mod settings;
+mod team;
+mod tokens;

@@ -10,17 +10,66 @@ use st_tests::TestApp;
 
 /// Every endpoint of the service, with the problem statuses each one documents.
 const OPERATIONS: &[(&str, &str, &[u16])] = &[
-    ("/api/v1/companies", "get", &[400, 500]),
-    ("/api/v1/companies", "post", &[400, 409, 413, 415, 422, 500]),
-    ("/api/v1/companies/{id}", "get", &[400, 404, 500]),
+    ("/api/v1/companies", "get", &[400, 401, 403, 500]),
+    (
+        "/api/v1/companies",
+        "post",
+        &[400, 401, 403, 409, 413, 415, 422, 500],
+    ),
+    ("/api/v1/companies/{id}", "get", &[400, 401, 403, 404, 500]),
     (
         "/api/v1/companies/{id}",
         "patch",
-        &[400, 404, 409, 413, 415, 422, 500],
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
+    ("/api/v1/users", "get", &[401, 403, 500]),
+    (
+        "/api/v1/users",
+        "post",
+        &[400, 401, 403, 409, 413, 415, 422, 500],
+    ),
+    ("/api/v1/users/{id}", "get", &[400, 401, 403, 404, 500]),
+    (
+        "/api/v1/users/{id}",
+        "patch",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/users/{id}",
+        "delete",
+        &[400, 401, 403, 404, 409, 500],
+    ),
+    ("/api/v1/tokens", "get", &[401, 403, 500]),
+    (
+        "/api/v1/tokens",
+        "post",
+        &[400, 401, 403, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/tokens/{id}",
+        "delete",
+        &[400, 401, 403, 404, 409, 500],
+    ),
+    (
+        "/api/v1/sign-in",
+        "post",
+        &[400, 401, 403, 413, 415, 422, 429, 500],
+    ),
+    ("/api/v1/tenant", "get", &[401, 403, 500]),
+    (
+        "/api/v1/tenant",
+        "patch",
+        &[400, 401, 403, 413, 415, 422, 500],
     ),
     ("/healthz", "get", &[500]),
     ("/api/v1/openapi.json", "get", &[500]),
 ];
+
+/// The operations anyone may call: no `Authorization` needed.
+const PUBLIC: &[&str] = &["/healthz", "/api/v1/openapi.json"];
+
+/// Trades an email and password for a token: no bearer token needed, but it answers 401.
+const SIGN_IN: &str = "/api/v1/sign-in";
 
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -83,7 +132,7 @@ async fn the_document_is_well_formed_openapi_3() {
     let doc = document(&app).await;
 
     let version = doc["openapi"].as_str().expect("openapi is a string");
-    assert!(version.starts_with("3."), "openapi {version}");
+    assert!(version.starts_with("3.1."), "OpenAPI 3.1, not {version}");
     assert!(doc["info"]["title"].as_str().is_some_and(|t| !t.is_empty()));
     assert!(doc["info"]["version"].is_string());
     assert!(doc["paths"].is_object());
@@ -175,17 +224,61 @@ async fn the_document_is_well_formed_openapi_3() {
             assert_eq!(p["schema"]["format"], "uuid");
         }
 
-        // The API asks for the bearer token (required from the identity release on).
-        let secured = op["security"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
-        assert_eq!(secured, path.starts_with("/api/v1/companies"), "{name}");
+        // Every operation but the public ones asks for the bearer token and says what a
+        // missing or bad one gets (401); sign-in needs none but answers 401 to wrong
+        // credentials.
+        let security = op["security"].as_array().cloned().unwrap_or_default();
+        let secured = security.iter().any(|r| r.get("bearer").is_some());
+        if PUBLIC.contains(path) {
+            assert!(security.is_empty(), "{name}: public, yet {security:?}");
+            assert!(!responses.contains_key("401"), "{name}");
+        } else if *path == SIGN_IN {
+            assert_eq!(security, [json!({})], "{name}: needs no token");
+            assert!(responses.contains_key("401"), "{name}: no 401");
+        } else {
+            assert!(secured, "{name}: does not declare the bearer security");
+            assert_eq!(
+                responses["401"]["$ref"], "#/components/responses/Unauthorized",
+                "{name}: no 401"
+            );
+            assert_eq!(
+                responses["403"]["$ref"], "#/components/responses/Forbidden",
+                "{name}: no 403"
+            );
+        }
+        for requirement in &security {
+            for scheme in requirement.as_object().unwrap().keys() {
+                assert!(
+                    doc["components"]["securitySchemes"][scheme].is_object(),
+                    "{name}: unknown security scheme {scheme}"
+                );
+            }
+        }
+        for tag in op["tags"].as_array().expect("tags") {
+            assert!(
+                doc["tags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t["name"] == *tag && t["description"].is_string()),
+                "{name}: tag {tag} is not declared"
+            );
+        }
+        if let Some(throttled) = responses.get("429") {
+            assert!(
+                deref(&doc, throttled)["headers"]["Retry-After"].is_object(),
+                "{name}: 429 without Retry-After"
+            );
+        }
 
         if *method == "post" || *method == "patch" {
             let body = &op["requestBody"];
             assert_eq!(body["required"], true, "{name}");
             let schema = deref(&doc, &body["content"]["application/json"]["schema"]);
             assert_eq!(schema["additionalProperties"], false, "{name}");
+        }
+        // Writes may be retried safely (sign-in makes a new token each time: no key).
+        if ["post", "patch"].contains(method) && *path != SIGN_IN {
             let key = params
                 .iter()
                 .find(|p| p["name"] == "Idempotency-Key")
@@ -202,8 +295,7 @@ async fn the_document_is_well_formed_openapi_3() {
     assert!(scheme["description"]
         .as_str()
         .unwrap()
-        .to_lowercase()
-        .contains("required from the identity release on"));
+        .contains("Authorization: Bearer"));
 }
 
 #[tokio::test]
@@ -457,4 +549,92 @@ async fn the_endpoints_answer_as_documented() {
     app.settle().await;
     let health = app.request(Method::GET, "/healthz", None).await;
     assert_matches(&doc, "/healthz", "get", 200, &health);
+}
+
+#[tokio::test]
+async fn the_token_endpoints_answer_as_documented() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    let tokens = "/api/v1/tokens";
+    let one = "/api/v1/tokens/{id}";
+    let sign_in = "/api/v1/sign-in";
+
+    let key = [("idempotency-key", "openapi-token")];
+    let created = app
+        .send(Method::POST, tokens, Some(r#"{"name": "docs"}"#), &key)
+        .await;
+    assert_matches(&doc, tokens, "post", 201, &created);
+    let again = app
+        .send(Method::POST, tokens, Some(r#"{"name": "docs"}"#), &key)
+        .await;
+    assert_matches(&doc, tokens, "post", 409, &again);
+    let invalid = app
+        .request(Method::POST, tokens, Some(r#"{"name": " "}"#))
+        .await;
+    assert_matches(&doc, tokens, "post", 422, &invalid);
+    let list = app.request(Method::GET, tokens, None).await;
+    assert_matches(&doc, tokens, "get", 200, &list);
+    assert_eq!(list.json()["items"].as_array().unwrap().len(), 2);
+    let nobody = app.send_as(None, Method::GET, tokens, None, &[]).await;
+    assert_matches(&doc, tokens, "get", 401, &nobody);
+
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let revoked = app
+        .request(Method::DELETE, &format!("{tokens}/{id}"), None)
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.text);
+    assert!(revoked.text.is_empty());
+    assert!(doc["paths"][one]["delete"]["responses"]["204"].is_object());
+    let twice = app
+        .request(Method::DELETE, &format!("{tokens}/{id}"), None)
+        .await;
+    assert_matches(&doc, one, "delete", 409, &twice);
+    let missing = app
+        .request(
+            Method::DELETE,
+            &format!("{tokens}/{}", uuid::Uuid::nil()),
+            None,
+        )
+        .await;
+    assert_matches(&doc, one, "delete", 404, &missing);
+    let bad = app
+        .request(Method::DELETE, &format!("{tokens}/x"), None)
+        .await;
+    assert_matches(&doc, one, "delete", 400, &bad);
+
+    let body = |password: &str| {
+        json!({"email": app.owner.email, "password": password, "token_name": "docs"}).to_string()
+    };
+    let signed_in = app
+        .send_as(
+            None,
+            Method::POST,
+            sign_in,
+            Some(&body(&app.owner.password)),
+            &[],
+        )
+        .await;
+    assert_matches(&doc, sign_in, "post", 201, &signed_in);
+    for _ in 0..5 {
+        let wrong = app
+            .send_as(
+                None,
+                Method::POST,
+                sign_in,
+                Some(&body("wrong password")),
+                &[],
+            )
+            .await;
+        assert_matches(&doc, sign_in, "post", 401, &wrong);
+    }
+    let locked = app
+        .send_as(
+            None,
+            Method::POST,
+            sign_in,
+            Some(&body("wrong password")),
+            &[],
+        )
+        .await;
+    assert_matches(&doc, sign_in, "post", 429, &locked);
 }

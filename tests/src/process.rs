@@ -30,7 +30,14 @@ pub fn bootstrap(database_url: &str, tenant: &str, email: &str) -> Owner {
     let file = std::env::temp_dir().join(format!("st-password-{}", uuid::Uuid::new_v4()));
     std::fs::write(&file, format!("{password}\n")).unwrap();
     let output = Command::new(bin_path("supporttracker"))
-        .args(["bootstrap", "--tenant", tenant, "--email", email, "--password-file"])
+        .args([
+            "bootstrap",
+            "--tenant",
+            tenant,
+            "--email",
+            email,
+            "--password-file",
+        ])
         .arg(&file)
         .env("DATABASE_URL", database_url)
         .env("ST_LOG", "warn")
@@ -115,7 +122,10 @@ impl Server {
             if status.as_ref().is_ok_and(|s| *s == 200) {
                 break;
             }
-            assert!(Instant::now() < deadline, "the owner's token never worked: {status:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the owner's token never worked: {status:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.owner = Some(owner);
@@ -124,7 +134,11 @@ impl Server {
 
     /// The owner's API token (after `with_owner`).
     pub fn token(&self) -> &str {
-        &self.owner.as_ref().expect("Server::with_owner first").api_token
+        &self
+            .owner
+            .as_ref()
+            .expect("Server::with_owner first")
+            .api_token
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::console::Cookies;
-use domain::authz::Action;
 use crate::AppState;
+use domain::authz::Action;
 
 /// Rows per page.
 const PAGE_SIZE: i64 = 50;

@@ -3,10 +3,11 @@
 //! default tenant as actor `api`, and the default bind address is loopback only.
 //! Each handler and type carries its OpenAPI description (`crate::openapi` collects them).
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::{Json, Router};
 use commands::{ConflictPolicy, EventMeta, Executed};
 use domain::authz::Action;
@@ -45,7 +46,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A known path with a method it does not serve: a problem document, like every API error.
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::Rejected {
         status: StatusCode::METHOD_NOT_ALLOWED,
         detail: format!("{method} is not allowed on {}", uri.path()),
@@ -271,12 +272,10 @@ async fn after_command(
     state
         .read_your_writes(&["companies"], "company", &done.aggregate_id, done.version)
         .await;
-    Ok(
-        match companies::get(&state.pool, me.tenant_id, id).await? {
-            Some(row) if row.version >= done.version as i64 => row.into(),
-            _ => CompanyJson::from_state(id, &done.state, done.version),
-        },
-    )
+    Ok(match companies::get(&state.pool, me.tenant_id, id).await? {
+        Some(row) if row.version >= done.version as i64 => row.into(),
+        _ => CompanyJson::from_state(id, &done.state, done.version),
+    })
 }
 
 /// Register a company.
@@ -311,7 +310,8 @@ pub async fn create_company(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateCompanyBody>,
 ) -> Result<(StatusCode, Json<CompanyJson>), Response> {
-    me.require(Action::EditCompanies).map_err(IntoResponse::into_response)?;
+    me.require(Action::EditCompanies)
+        .map_err(IntoResponse::into_response)?;
     create_company_as(&state, &me, &headers, body)
         .await
         .map_err(IntoResponse::into_response)
@@ -407,7 +407,8 @@ pub async fn list_companies(
     me: Principal,
     query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<CompanyList>, Response> {
-    me.require(Action::ViewCompanies).map_err(IntoResponse::into_response)?;
+    me.require(Action::ViewCompanies)
+        .map_err(IntoResponse::into_response)?;
     list_companies_as(&state, &me, query)
         .await
         .map_err(IntoResponse::into_response)
@@ -473,14 +474,18 @@ async fn list_companies_as(
 pub async fn get_company(
     State(state): State<AppState>,
     me: Principal,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CompanyJson>, Response> {
-    me.require(Action::ViewCompanies).map_err(IntoResponse::into_response)?;
+    me.require(Action::ViewCompanies)
+        .map_err(IntoResponse::into_response)?;
+    let Path(id) = id.map_err(|e| ApiError::from(e).into_response())?;
     let found = async {
         let id = parse_id(&id, "company")?;
         read_company(&state, &me, id).await
     };
-    Ok(Json(found.await.map_err(IntoResponse::into_response)?.into()))
+    Ok(Json(
+        found.await.map_err(IntoResponse::into_response)?.into(),
+    ))
 }
 
 /// Change a company: rename it, set its monthly rate, archive or restore it.
@@ -514,15 +519,18 @@ pub async fn get_company(
 pub async fn update_company(
     State(state): State<AppState>,
     me: Principal,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateCompanyBody>,
 ) -> Result<Json<CompanyJson>, Response> {
+    let Path(id) = id.map_err(|e| ApiError::from(e).into_response())?;
     if body.name.is_some() || body.archived.is_some() {
-        me.require(Action::EditCompanies).map_err(IntoResponse::into_response)?;
+        me.require(Action::EditCompanies)
+            .map_err(IntoResponse::into_response)?;
     }
     if body.monthly_rate.is_some() {
-        me.require(Action::SetCompanyRate).map_err(IntoResponse::into_response)?;
+        me.require(Action::SetCompanyRate)
+            .map_err(IntoResponse::into_response)?;
     }
     if !me.may(Action::EditCompanies) && !me.may(Action::SetCompanyRate) {
         return Err(me.forbidden().into_response());

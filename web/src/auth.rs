@@ -293,7 +293,11 @@ fn principal(found: Found, via: fn(Uuid) -> Via) -> Option<Principal> {
 
 /// Resolves the caller of every request (see the module comment) and keeps signed-in console
 /// pages out of caches, so the back button after sign-out shows nothing private.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path();
     let api = wants_problem(path);
     let resolved = if api {
@@ -422,7 +426,10 @@ mod tests {
     #[test]
     fn bearer_tokens_are_read_case_insensitively() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer st_abc"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer st_abc"),
+        );
         assert_eq!(bearer(&headers), Some("st_abc"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&headers), None);

@@ -97,7 +97,9 @@ impl Config {
                     return Err(ConfigError {
                         var: "ST_PUBLIC_URL",
                         value: url,
-                        message: "must be an http:// or https:// URL such as https://support.example.com".into(),
+                        message:
+                            "must be an http:// or https:// URL such as https://support.example.com"
+                                .into(),
                     });
                 }
                 url

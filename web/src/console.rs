@@ -21,8 +21,8 @@ use projections::companies::{self, CompanyRow, ListQuery, StatusFilter};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::auth::Principal;
 use crate::auth::cookie;
+use crate::auth::Principal;
 use crate::AppState;
 
 const CSRF_COOKIE: &str = "st_csrf";
@@ -141,7 +141,11 @@ pub(crate) fn redirect_with_flash(to: &str, message: &str) -> Response {
 }
 
 /// The refusal of a form whose token does not match the cookie (`None`: the form may go on).
-pub(crate) fn csrf_refusal(cookies: &Cookies, headers: &HeaderMap, submitted: &str) -> Option<Response> {
+pub(crate) fn csrf_refusal(
+    cookies: &Cookies,
+    headers: &HeaderMap,
+    submitted: &str,
+) -> Option<Response> {
     let from_cookie = cookie(headers, CSRF_COOKIE).unwrap_or_default();
     let same = !from_cookie.is_empty()
         && from_cookie.len() == submitted.len()
@@ -170,7 +174,12 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
-pub(crate) fn error_page(status: StatusCode, cookies: &Cookies, title: &str, message: &str) -> Response {
+pub(crate) fn error_page(
+    status: StatusCode,
+    cookies: &Cookies,
+    title: &str,
+    message: &str,
+) -> Response {
     (
         status,
         ErrorPage {
@@ -325,7 +334,12 @@ async fn new_company(
     if let Err(refused) = me.require(Action::EditCompanies) {
         return refused.into_response();
     }
-    new_company_form(&cookies, &headers, CompanyFormView::default(), StatusCode::OK)
+    new_company_form(
+        &cookies,
+        &headers,
+        CompanyFormView::default(),
+        StatusCode::OK,
+    )
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -387,14 +401,7 @@ async fn list_page(
         return refused.into_response();
     }
     let params = params.map(|Query(p)| p).unwrap_or_default();
-    render_list(
-        &state,
-        &me,
-        &cookies,
-        &params,
-        StatusCode::OK,
-    )
-    .await
+    render_list(&state, &me, &cookies, &params, StatusCode::OK).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -753,7 +760,15 @@ async fn archive(
     if let Err(refused) = me.require(Action::EditCompanies) {
         return refused.into_response();
     }
-    company_command(&state, &me, &cookies, &id, CompanyCommand::Archive, "Archived.").await
+    company_command(
+        &state,
+        &me,
+        &cookies,
+        &id,
+        CompanyCommand::Archive,
+        "Archived.",
+    )
+    .await
 }
 
 async fn restore(
@@ -770,7 +785,15 @@ async fn restore(
     if let Err(refused) = me.require(Action::EditCompanies) {
         return refused.into_response();
     }
-    company_command(&state, &me, &cookies, &id, CompanyCommand::Restore, "Restored.").await
+    company_command(
+        &state,
+        &me,
+        &cookies,
+        &id,
+        CompanyCommand::Restore,
+        "Restored.",
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub mod serve;
 pub mod settings;
 pub mod signin;
 pub mod state;
+pub mod team;
+pub mod tokens;
 
 use axum::http::{HeaderName, Request};
 use axum::Router;
@@ -38,9 +40,12 @@ pub fn router(state: AppState) -> Router {
         .merge(signin::router())
         .merge(search::router())
         .merge(settings::router())
+        .merge(team::router())
+        .merge(tokens::router())
         .merge(openapi::router())
         .merge(assets::router())
         .fallback(error::not_found_fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         // Who is asking (session cookie on the console, bearer token on the API), then the
         // console's CSRF and flash cookies around it.
         .layer(axum::middleware::from_fn_with_state(
@@ -50,6 +55,21 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(console::session_cookies))
         .with_state(state);
     with_middleware(routes)
+}
+
+/// A known path with a method it does not serve: a problem on the API, a page elsewhere.
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if error::wants_problem(uri.path()) {
+        api::method_not_allowed(method, uri).await.into_response()
+    } else {
+        let mut page = console::not_found_page();
+        *page.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+        page
+    }
 }
 
 /// The middleware around every route, innermost first: a panic becomes a 500 (problem+json

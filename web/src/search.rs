@@ -102,7 +102,9 @@ async fn search_page(
     if page.people_searched {
         let pattern = format!(
             "%{}%",
-            q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+            q.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
         );
         let rows: Result<Vec<(Uuid, String, String, String)>, _> = sqlx::query_as(
             "SELECT id, name, email, role FROM users

@@ -164,6 +164,7 @@ pub async fn get_tenant(State(state): State<AppState>, me: Principal) -> Respons
     path = "/api/v1/tenant",
     tag = "settings",
     operation_id = "updateTenant",
+    params(crate::api::IdempotencyKey),
     request_body(content = UpdateTenantBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The organisation after the change", body = TenantJson),

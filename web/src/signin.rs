@@ -33,7 +33,10 @@ pub fn router() -> Router<AppState> {
         .route("/account/password", post(change_password))
         .route("/account/sessions/{id}/end", post(end_session))
         .route("/account/sessions/end-others", post(end_other_sessions))
-        .route("/password-reset", get(reset_request_page).post(request_reset))
+        .route(
+            "/password-reset",
+            get(reset_request_page).post(request_reset),
+        )
         .route(
             "/password-reset/{user}/{token}",
             get(reset_page).post(reset_password),
@@ -128,10 +131,7 @@ async fn sign_in(
         Ok(signed_in) => signed_in,
         Err(SignInError::WrongCredentials) => {
             tracing::info!(address, "sign-in refused: wrong email or password");
-            return again(
-                StatusCode::UNAUTHORIZED,
-                "Wrong email or password.".into(),
-            );
+            return again(StatusCode::UNAUTHORIZED, "Wrong email or password.".into());
         }
         Err(SignInError::Throttled(wait)) => {
             tracing::warn!(address, "sign-in throttled");
@@ -337,7 +337,14 @@ async fn account_page(
     if let Err(refused) = me.require(domain::authz::Action::OwnAccount) {
         return refused.into_response();
     }
-    render_account(&state, &me, &cookies, PasswordForm::default(), StatusCode::OK).await
+    render_account(
+        &state,
+        &me,
+        &cookies,
+        PasswordForm::default(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -371,7 +378,13 @@ async fn change_password(
         return refused;
     }
     let again = |form: PasswordForm| {
-        render_account(&state, &me, &cookies, form, StatusCode::UNPROCESSABLE_ENTITY)
+        render_account(
+            &state,
+            &me,
+            &cookies,
+            form,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
     };
     let (user, _) = match state
         .store
@@ -473,7 +486,10 @@ async fn end_other_sessions(
     match sessions::end_all(&state.pool, me.user_id, me.session_id()).await {
         Ok(0) => redirect_with_flash("/account", "You had no other sessions."),
         Ok(1) => redirect_with_flash("/account", "Your other session is signed out."),
-        Ok(n) => redirect_with_flash("/account", &format!("Your {n} other sessions are signed out.")),
+        Ok(n) => redirect_with_flash(
+            "/account",
+            &format!("Your {n} other sessions are signed out."),
+        ),
         Err(error) => internal_page(error),
     }
 }
@@ -685,7 +701,16 @@ async fn reset_password(
     Path((user, token)): Path<(String, String)>,
     Form(form): Form<NewPasswordForm>,
 ) -> Response {
-    use_link(&state, &cookies, &headers, LinkKind::Reset, &user, &token, form).await
+    use_link(
+        &state,
+        &cookies,
+        &headers,
+        LinkKind::Reset,
+        &user,
+        &token,
+        form,
+    )
+    .await
 }
 
 async fn accept_invitation(
@@ -695,7 +720,16 @@ async fn accept_invitation(
     Path((user, token)): Path<(String, String)>,
     Form(form): Form<NewPasswordForm>,
 ) -> Response {
-    use_link(&state, &cookies, &headers, LinkKind::Invitation, &user, &token, form).await
+    use_link(
+        &state,
+        &cookies,
+        &headers,
+        LinkKind::Invitation,
+        &user,
+        &token,
+        form,
+    )
+    .await
 }
 
 /// Sets a password through a one-time link (reset or invitation).
@@ -809,10 +843,15 @@ mod tests {
 
     #[test]
     fn new_passwords_must_be_long_enough_and_confirmed() {
-        assert!(new_password_error("short", "short").unwrap().contains("at least"));
+        assert!(new_password_error("short", "short")
+            .unwrap()
+            .contains("at least"));
         assert!(new_password_error("long enough one", "long enough two")
             .unwrap()
             .contains("not the same"));
-        assert_eq!(new_password_error("long enough one", "long enough one"), None);
+        assert_eq!(
+            new_password_error("long enough one", "long enough one"),
+            None
+        );
     }
 }
