@@ -218,15 +218,26 @@ impl ActivityView {
     ) -> Self {
         let kind = humanize(&row.aggregate_type);
         let short_id: String = row.aggregate_id.chars().take(8).collect();
-        let entity = if short_id.len() < row.aggregate_id.len() {
-            format!("{kind} {short_id}…")
-        } else {
-            format!("{kind} {short_id}")
+        let entity = match row.aggregate_type.as_str() {
+            // People by name; the organisation by what it is.
+            "user" if names.contains_key(&row.aggregate_id) => {
+                format!(
+                    "Person {}",
+                    projections::users::actor_label(names, &row.aggregate_id)
+                )
+            }
+            "tenant" => "Organisation".to_owned(),
+            _ if short_id.len() < row.aggregate_id.len() => format!("{kind} {short_id}…"),
+            _ => format!("{kind} {short_id}"),
         };
         let entity_href = match row.aggregate_type.as_str() {
             "company" => Uuid::parse_str(&row.aggregate_id)
                 .ok()
                 .map(|id| format!("/companies/{id}")),
+            "user" => Uuid::parse_str(&row.aggregate_id)
+                .ok()
+                .map(|id| format!("/team/{id}")),
+            "tenant" => Some("/settings".to_owned()),
             _ => None,
         };
         let entity_activity = FilterForm {
