@@ -10,6 +10,7 @@ pub mod registry;
 pub mod sessions;
 pub mod store;
 pub mod throttle;
+pub mod vault;
 
 pub use meta::{EventMeta, DEFAULT_TENANT_ID};
 pub use store::{CommandError, ConflictPolicy, EventStore, Executed, StoredAggregate};
