@@ -217,6 +217,51 @@ async fn cookies_are_secure_behind_an_https_proxy_that_is_trusted() {
         &https,
         &axum::http::HeaderMap::new()
     ));
+    // Served as https: every cookie the console sets is Secure (CSRF, flash and session).
+    use tower::ServiceExt;
+    let router = web::router(https);
+    let page = router
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/sign-in")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let csrf = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        csrf.starts_with("st_csrf=") && csrf.ends_with("; Secure"),
+        "{csrf}"
+    );
+    let signed_in = router
+        .oneshot(
+            axum::http::Request::post("/sign-in")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("cookie", format!("st_csrf={CSRF}"))
+                .body(axum::body::Body::from(format!(
+                    "csrf={CSRF}&email=owner%40acme.test&password={}",
+                    encode(PASSWORD)
+                )))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let cookies: Vec<String> = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        cookies.iter().any(|c| c.starts_with("st_session=")),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies.iter().all(|c| c.matches("Secure").count() == 1),
+        "{cookies:?}"
+    );
 }
 
 #[tokio::test]

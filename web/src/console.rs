@@ -65,10 +65,16 @@ pub fn current_csrf() -> String {
 
 /// Gives every visitor of the console a CSRF token cookie and hands the flash message (shown
 /// once) to the page. The API (bearer tokens, no cookies) is left alone.
-pub(crate) async fn session_cookies(mut request: Request, next: Next) -> Response {
+/// Behind https (see `auth::secure_cookies`) every cookie the console sets is `Secure`.
+pub(crate) async fn session_cookies(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if crate::error::wants_problem(request.uri().path()) {
         return next.run(request).await;
     }
+    let secure = crate::auth::secure_cookies(&state, request.headers());
     let existing = cookie(request.headers(), CSRF_COOKIE)
         .filter(|t| t.len() == 48 && t.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_owned);
@@ -96,6 +102,22 @@ pub(crate) async fn session_cookies(mut request: Request, next: Next) -> Respons
             header::SET_COOKIE,
             HeaderValue::from_static("st_flash=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
         );
+    }
+    if secure {
+        let cookies: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| match v.to_str() {
+                Ok(text) if !text.contains("; Secure") => {
+                    HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or_else(|_| v.clone())
+                }
+                _ => v.clone(),
+            })
+            .collect();
+        headers.remove(header::SET_COOKIE);
+        for cookie in cookies {
+            headers.append(header::SET_COOKIE, cookie);
+        }
     }
     response
 }

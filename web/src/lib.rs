@@ -52,7 +52,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
-        .layer(axum::middleware::from_fn(console::session_cookies))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            console::session_cookies,
+        ))
         .with_state(state);
     with_middleware(routes)
 }
