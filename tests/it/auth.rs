@@ -969,3 +969,34 @@ async fn no_password_token_or_session_secret_reaches_the_log_the_read_models_or_
         "only digests"
     );
 }
+
+#[tokio::test]
+async fn people_change_their_own_name_and_a_bad_one_is_explained() {
+    let app = TestApp::new().await;
+    let before = app.db.count("SELECT count(*) FROM events").await;
+    let bad = post_form(
+        &app,
+        Some(&app.owner),
+        "/account/name",
+        &format!("csrf={CSRF}&name=+++"),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text.contains("The name must be 1 to 200 characters"));
+    assert_eq!(app.db.count("SELECT count(*) FROM events").await, before);
+    let ok = post_form(
+        &app,
+        Some(&app.owner),
+        "/account/name",
+        &format!("csrf={CSRF}&name=Olivia+Owner"),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let page = app.request(Method::GET, "/account", None).await;
+    assert!(
+        page.text.contains("Olivia Owner"),
+        "the navigation shows the new name at once"
+    );
+    let activity = app.request(Method::GET, "/activity", None).await;
+    assert!(activity.text.contains("Renamed to Olivia Owner"));
+}

@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/sign-out", post(sign_out))
         .route("/account", get(account_page))
         .route("/account/password", post(change_password))
+        .route("/account/name", post(change_name))
         .route("/account/sessions/{id}/end", post(end_session))
         .route("/account/sessions/end-others", post(end_other_sessions))
         .route(
@@ -237,11 +238,13 @@ struct SessionView {
     address: String,
 }
 
-/// The fields of the change-password form.
+/// The fields of the change-password form (and the name form's message and input).
 #[derive(Default)]
 struct PasswordForm {
     current_error: Option<String>,
     password_error: Option<String>,
+    name_error: Option<String>,
+    name_input: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -441,6 +444,63 @@ async fn change_password(
             n => format!("Password changed. Your {n} other sessions were signed out."),
         },
     )
+}
+
+#[derive(Debug, Deserialize)]
+struct NameForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// One's own name, as colleagues see it (navigation, team, activity).
+async fn change_name(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    Form(form): Form<NameForm>,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
+        return refused;
+    }
+    let result = state
+        .store
+        .execute::<User>(
+            &me.user_id.to_string(),
+            UserCommand::Rename {
+                name: form.name.clone(),
+            },
+            &(),
+            &me.meta(),
+            ConflictPolicy::RetryOnce,
+        )
+        .await;
+    match result {
+        Ok(done) if done.events.is_empty() => redirect_with_flash("/account", "Nothing changed."),
+        Ok(done) => {
+            state
+                .read_your_writes(&["users"], "user", &me.user_id.to_string(), done.version)
+                .await;
+            redirect_with_flash("/account", "Your name is changed.")
+        }
+        Err(CommandError::Domain(UserError::InvalidName)) => {
+            render_account(
+                &state,
+                &me,
+                &cookies,
+                PasswordForm {
+                    name_error: Some("The name must be 1 to 200 characters.".into()),
+                    name_input: Some(form.name),
+                    ..Default::default()
+                },
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(error) => internal_page(error),
+    }
 }
 
 async fn end_session(
