@@ -1000,3 +1000,35 @@ async fn people_change_their_own_name_and_a_bad_one_is_explained() {
     let activity = app.request(Method::GET, "/activity", None).await;
     assert!(activity.text.contains("Renamed to Olivia Owner"));
 }
+
+#[tokio::test]
+async fn the_sign_in_page_of_a_new_server_says_how_to_create_the_first_account() {
+    use tower::ServiceExt;
+    let db = st_tests::TestDb::new().await;
+    let store = commands::EventStore::new(db.pool.clone());
+    let router = web::router(web::AppState::new(
+        db.pool.clone(),
+        store,
+        web::state::Settings::local(std::time::Duration::from_secs(1)),
+    ));
+    let reply = router
+        .oneshot(
+            axum::http::Request::get("/sign-in")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(reply.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("No account exists on this server yet"),
+        "{text}"
+    );
+    assert!(text.contains("supporttracker bootstrap"));
+    let app = TestApp::new().await;
+    let page = app.send_as(None, Method::GET, "/sign-in", None, &[]).await;
+    assert!(!page.text.contains("No account exists"));
+}

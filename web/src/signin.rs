@@ -56,6 +56,16 @@ struct SignInPage {
     email: String,
     next: String,
     error: Option<String>,
+    /// Nobody can sign in yet: the page says how to create the first account.
+    first_run: bool,
+}
+
+/// True when no one has an account on this deployment yet.
+async fn first_run(state: &AppState) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT NOT EXISTS (SELECT 1 FROM user_emails)")
+        .fetch_one(&state.pool)
+        .await
+        .unwrap_or(false)
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -64,6 +74,7 @@ struct NextParam {
 }
 
 async fn sign_in_page(
+    State(state): State<AppState>,
     me: Option<Principal>,
     axum::Extension(cookies): axum::Extension<Cookies>,
     Query(params): Query<NextParam>,
@@ -78,6 +89,7 @@ async fn sign_in_page(
         email: String::new(),
         next,
         error: None,
+        first_run: first_run(&state).await,
     }
     .into_response()
 }
@@ -123,6 +135,7 @@ async fn sign_in(
                 email: form.email.clone(),
                 next: next.clone(),
                 error: Some(error),
+                first_run: false,
             },
         )
             .into_response()
