@@ -68,6 +68,7 @@ const fn kind<A: StoredAggregate>() -> AggregateKind {
 /// Every aggregate type stored in the log.
 pub const AGGREGATES: &[AggregateKind] = &[
     kind::<domain::company::Company>(),
+    kind::<domain::contact::Contact>(),
     kind::<domain::tenant::Tenant>(),
     kind::<domain::user::User>(),
 ];

@@ -44,6 +44,7 @@ pub trait StoredAggregate: Aggregate + Clone + 'static {
 }
 
 impl StoredAggregate for domain::company::Company {}
+impl StoredAggregate for domain::contact::Contact {}
 impl StoredAggregate for domain::tenant::Tenant {}
 impl StoredAggregate for domain::user::User {}
 

@@ -4,6 +4,7 @@
 
 pub mod authz;
 pub mod company;
+pub mod contact;
 pub mod error;
 pub mod identity;
 pub mod tenant;
