@@ -16,6 +16,8 @@ pub enum Action {
     EditCompanies,
     /// Set a company's monthly contract rate.
     SetCompanyRate,
+    /// Add and change a company's contacts (its people).
+    EditContacts,
     /// Read the audit trail (Activity).
     ViewActivity,
     /// See the tenant's people and their roles.
@@ -33,10 +35,11 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::ViewCompanies,
         Action::EditCompanies,
         Action::SetCompanyRate,
+        Action::EditContacts,
         Action::ViewActivity,
         Action::ViewUsers,
         Action::ManageUsers,
@@ -52,6 +55,7 @@ impl Action {
             Action::ViewCompanies => "See customer companies (list, detail, history)",
             Action::EditCompanies => "Register, rename, archive, restore companies",
             Action::SetCompanyRate => "Set a company's monthly contract rate",
+            Action::EditContacts => "Add and change a company's contacts",
             Action::ViewActivity => "Read the audit trail (Activity)",
             Action::ViewUsers => "See the team: people and their roles",
             Action::ManageUsers => "Invite, change role, disable, enable, remove people",
@@ -71,6 +75,7 @@ impl Action {
             Action::ViewCompanies => &[Owner, Admin, Technician, Accountant],
             Action::EditCompanies => &[Owner, Admin],
             Action::SetCompanyRate => &[Owner, Admin, Accountant],
+            Action::EditContacts => &[Owner, Admin, Technician],
             Action::ViewActivity => &[Owner, Admin, Accountant],
             Action::ViewUsers => &[Owner, Admin],
             Action::ManageUsers => &[Owner, Admin],

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::company::CompanyEvent;
+use domain::contact::ContactEvent;
 use domain::tenant::TenantEvent;
 use domain::user::UserEvent;
 use serde_json::Value;
@@ -51,6 +52,13 @@ pub fn summary(aggregate_type: &str, event_type: &str, payload: &Value) -> Strin
         "company" => company_summary(event_type, payload),
         "tenant" => match serde_json::from_value::<TenantEvent>(payload.clone()) {
             Ok(event) => tenant_event_summary(&event),
+            Err(_) => humanize(event_type),
+        },
+        "contact" => match serde_json::from_value::<ContactEvent>(payload.clone()) {
+            Ok(ContactEvent::ContactAdded { details, .. }) => format!("{} added", details.name),
+            Ok(ContactEvent::ContactUpdated { details }) => format!("{} updated", details.name),
+            Ok(ContactEvent::ContactLeft {}) => "Left the company".into(),
+            Ok(ContactEvent::ContactReturned {}) => "Back at the company".into(),
             Err(_) => humanize(event_type),
         },
         "user" => match serde_json::from_value::<UserEvent>(payload.clone()) {

@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod companies;
+pub mod contacts;
 pub mod event;
 pub mod history;
 pub mod projection;
@@ -26,6 +27,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(companies::CompaniesProjection),
         Arc::new(users::UsersProjection),
+        Arc::new(contacts::ContactsProjection),
         Arc::new(activity::ActivityProjection),
     ]
 }

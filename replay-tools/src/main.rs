@@ -184,7 +184,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
-        let pool = commands::db::connect(boot.url(), 4)
+        // `rebuild --all` holds one connection per projection while a reader and the swap
+        // need more: size the pool by the number of projections.
+        let connections = projections::all().len() as u32 + 3;
+        let pool = commands::db::connect(boot.url(), connections.max(4))
             .await
             .context("connecting to PostgreSQL")?;
         commands::db::migrate(&pool)

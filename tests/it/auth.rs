@@ -636,6 +636,18 @@ async fn every_role_against_every_route_of_the_matrix() {
             Action::TenantSettings,
         ),
         route(Method::GET, "/search?q=init", None, Action::ViewCompanies),
+        route(
+            Method::GET,
+            &format!("{a}/contacts"),
+            None,
+            Action::ViewCompanies,
+        ),
+        route(
+            Method::POST,
+            &format!("{a}/contacts"),
+            Some(r#"{"name": "Ann"}"#),
+            Action::EditContacts,
+        ),
         route(Method::GET, "/companies/new", None, Action::EditCompanies),
     ];
     let mut failures = Vec::new();

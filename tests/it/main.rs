@@ -7,6 +7,7 @@ mod auth;
 mod browser;
 mod concurrency;
 mod console;
+mod contacts;
 mod e2e;
 mod event_store;
 mod identity;

@@ -55,6 +55,22 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         "post",
         &[400, 401, 403, 413, 415, 422, 429, 500],
     ),
+    (
+        "/api/v1/companies/{id}/contacts",
+        "get",
+        &[400, 401, 403, 404, 500],
+    ),
+    (
+        "/api/v1/companies/{id}/contacts",
+        "post",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
+    ("/api/v1/contacts/{id}", "get", &[400, 401, 403, 404, 500]),
+    (
+        "/api/v1/contacts/{id}",
+        "patch",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
     ("/api/v1/tenant", "get", &[401, 403, 500]),
     (
         "/api/v1/tenant",

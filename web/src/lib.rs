@@ -8,6 +8,7 @@ pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod console;
+pub mod contacts;
 pub mod error;
 pub mod health;
 pub mod openapi;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(signin::router())
         .merge(search::router())
         .merge(settings::router())
+        .merge(contacts::router())
         .merge(team::router())
         .merge(tokens::router())
         .merge(openapi::router())
