@@ -224,3 +224,131 @@ async fn roles_and_tenants_are_enforced_on_contacts() {
         .await;
     assert_eq!(again.json()["name"], "Ann", "nothing changed");
 }
+
+const CSRF: &str = "fedcba9876543210fedcba9876543210fedcba9876543210";
+
+async fn form(
+    app: &TestApp,
+    who: &st_tests::Person,
+    path: &str,
+    body: &str,
+    htmx: bool,
+) -> st_tests::Reply {
+    let cookie = format!("st_csrf={CSRF}");
+    let mut headers = vec![
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("cookie", cookie.as_str()),
+    ];
+    if htmx {
+        headers.push(("hx-request", "true"));
+    }
+    app.send_body_as(
+        Some(who),
+        Method::POST,
+        path,
+        &format!("csrf={CSRF}&{body}"),
+        &headers,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_company_page_lists_adds_and_retires_contacts() {
+    let app = TestApp::new().await;
+    let acme = company(&app, "Acme").await;
+    let page = format!("/companies/{acme}");
+    let empty = app.request(Method::GET, &page, None).await;
+    assert!(empty.text.contains("No contacts yet"));
+    assert!(empty
+        .text
+        .contains(&format!("hx-get=\"/companies/{acme}/contacts/new\"")));
+    let fragment = app
+        .send(
+            Method::GET,
+            &format!("/companies/{acme}/contacts/new"),
+            None,
+            &[("hx-request", "true")],
+        )
+        .await;
+    assert_eq!(fragment.status, StatusCode::OK);
+    assert!(!fragment.text.contains("<html") && fragment.text.contains("Add a contact to Acme"));
+
+    let owner = app.owner.clone();
+    let bad = form(
+        &app,
+        &owner,
+        &format!("/companies/{acme}/contacts"),
+        "name=&email=nope&office_phone=555+0100",
+        true,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text.contains("Name must not be empty"), "{}", bad.text);
+    assert!(bad.text.contains("value=\"nope\"") && bad.text.contains("value=\"555 0100\""));
+    let added = form(
+        &app,
+        &owner,
+        &format!("/companies/{acme}/contacts"),
+        "name=Ann+Example&email=ann%40example.com&position=Controller&billing=on",
+        true,
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    assert_eq!(
+        added.headers["hx-redirect"],
+        format!("/companies/{acme}#contacts")
+    );
+    let shown = app.request(Method::GET, &page, None).await;
+    assert!(shown.text.contains("Ann Example") && shown.text.contains("Billing"));
+    assert!(shown.text.contains("mailto:ann@example.com"));
+
+    let id = app
+        .request(
+            Method::GET,
+            &format!("/api/v1/companies/{acme}/contacts"),
+            None,
+        )
+        .await
+        .json()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let left = form(&app, &owner, &format!("/contacts/{id}/former"), "", false).await;
+    assert_eq!(left.status, StatusCode::SEE_OTHER);
+    assert!(app
+        .request(Method::GET, &page, None)
+        .await
+        .text
+        .contains("Former"));
+    let again = form(&app, &owner, &format!("/contacts/{id}/former"), "", false).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(again.text.contains("already left"));
+
+    // Roles and tenants.
+    let books = app
+        .person(&app.owner, Role::Accountant, "b@acme.test", None)
+        .await;
+    let refused = form(
+        &app,
+        &books,
+        &format!("/companies/{acme}/contacts"),
+        "name=X",
+        false,
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let books_page = app
+        .send_as(Some(&books), Method::GET, &page, None, &[])
+        .await;
+    assert!(
+        !books_page.text.contains("Add contact") && !books_page.text.contains("Left the company")
+    );
+    let other = app.other_tenant("Globex IT", "owner@globex.test").await;
+    for path in [
+        format!("/companies/{acme}/contacts"),
+        format!("/contacts/{id}/current"),
+    ] {
+        let reply = form(&app, &other, &path, "name=Spy", false).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+    }
+}

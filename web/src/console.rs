@@ -322,7 +322,7 @@ struct NewCompanyPage {
 }
 
 /// True for a request htmx sent (it wants a fragment, not a page).
-fn from_htmx(headers: &HeaderMap) -> bool {
+pub(crate) fn from_htmx(headers: &HeaderMap) -> bool {
     headers.contains_key("hx-request")
 }
 
@@ -526,6 +526,7 @@ struct CompanyPage {
     company: CompanyView,
     form: CompanyFormView,
     history: Vec<HistoryView>,
+    contacts: Vec<projections::contacts::ContactRow>,
 }
 
 async fn render_company(
@@ -542,6 +543,10 @@ async fn render_company(
     let row = match companies::get(&state.pool, me.tenant_id, id).await {
         Ok(Some(row)) => row,
         Ok(None) => return not_found_page(),
+        Err(error) => return internal_page(error),
+    };
+    let contacts = match projections::contacts::of_company(&state.pool, me.tenant_id, id).await {
+        Ok(contacts) => contacts,
         Err(error) => return internal_page(error),
     };
     let names = match projections::users::actor_names(&state.pool, me.tenant_id).await {
@@ -584,6 +589,7 @@ async fn render_company(
             company: row.into(),
             form,
             history,
+            contacts,
         },
     )
         .into_response()

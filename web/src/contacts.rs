@@ -1,17 +1,20 @@
-//! Contacts, a customer company's people (issue 4): the API. Seeing them follows
-//! `ViewCompanies`; adding and changing them needs `EditContacts`.
+//! Contacts, a customer company's people (issue 4): the API, and the console's Contacts section
+//! of the company page. Seeing them follows `ViewCompanies`; adding and changing them needs
+//! `EditContacts`.
 
+use askama::Template;
+use askama_web::WebTemplate;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Form, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use commands::{ConflictPolicy, Executed};
+use commands::{CommandError, ConflictPolicy, Executed};
 use domain::authz::Action;
-use domain::contact::{Contact, ContactCommand, ContactDetails, ContactInput};
-use projections::companies;
+use domain::contact::{Contact, ContactCommand, ContactDetails, ContactError, ContactInput};
+use projections::companies::{self, CompanyRow};
 use projections::contacts::{self, ContactRow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,6 +22,10 @@ use uuid::Uuid;
 
 use crate::api::{command_meta, parse_id, ApiJson, IdempotencyKey};
 use crate::auth::Principal;
+use crate::console::{
+    capitalise, csrf_refusal, error_page, from_htmx, internal_page, not_found_page,
+    redirect_with_flash, Cookies,
+};
 use crate::error::ApiError;
 use crate::openapi::{
     BadRequest, Conflict, Forbidden, InternalError, NotFound, PayloadTooLarge, Unauthorized,
@@ -36,6 +43,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/contacts/{id}",
             get(get_contact).patch(update_contact),
         )
+        .route("/companies/{id}/contacts/new", get(new_contact_page))
+        .route("/companies/{id}/contacts", axum::routing::post(add_contact))
+        .route("/contacts/{id}/former", axum::routing::post(mark_former))
+        .route("/contacts/{id}/current", axum::routing::post(mark_current))
 }
 
 /// One of a customer company's people.
@@ -412,4 +423,365 @@ pub async fn update_contact(
         Ok(json) => Json(json).into_response(),
         Err(error) => error.into_response(),
     }
+}
+
+// ---- Console: the company page's Contacts section, the "Add contact" form (an htmx modal,
+// or a page of its own without JavaScript), "left the company" and back.
+
+/// One input of the contact form.
+struct FieldView {
+    name: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    autocomplete: &'static str,
+    value: String,
+    error: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "contact_form.html")]
+struct ContactForm {
+    csrf: String,
+    company_id: Uuid,
+    company_name: String,
+    fields: Vec<FieldView>,
+    primary: bool,
+    billing: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "contact_new.html")]
+struct ContactPage {
+    flash: Option<String>,
+    csrf: String,
+    company_id: Uuid,
+    company_name: String,
+    fields: Vec<FieldView>,
+    primary: bool,
+    billing: bool,
+}
+
+/// The form's submitted values (all optional: an empty form is shown again with messages).
+#[derive(Debug, Default, Deserialize)]
+struct ContactFormInput {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    office_phone: String,
+    #[serde(default)]
+    cell_phone: String,
+    #[serde(default)]
+    department: String,
+    #[serde(default)]
+    position: String,
+    #[serde(default)]
+    notes: String,
+    primary: Option<String>,
+    billing: Option<String>,
+}
+
+fn fields(input: &ContactFormInput, errors: &[domain::ValidationError]) -> Vec<FieldView> {
+    let error = |name: &str, label: &str| {
+        errors
+            .iter()
+            .find(|e| e.field == name)
+            .map(|e| format!("{label} {}.", e.message))
+    };
+    let field =
+        |name: &'static str, label: &'static str, kind, autocomplete, value: &str| FieldView {
+            name,
+            label,
+            kind,
+            autocomplete,
+            value: value.to_owned(),
+            error: error(name, label),
+        };
+    vec![
+        field("name", "Name", "text", "off", &input.name),
+        field("email", "Email", "email", "off", &input.email),
+        field(
+            "office_phone",
+            "Office phone",
+            "tel",
+            "off",
+            &input.office_phone,
+        ),
+        field("cell_phone", "Cell phone", "tel", "off", &input.cell_phone),
+        field("department", "Department", "text", "off", &input.department),
+        field("position", "Position", "text", "off", &input.position),
+        field("notes", "Notes", "text", "off", &input.notes),
+    ]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn contact_form(
+    cookies: &Cookies,
+    headers: &HeaderMap,
+    company: &CompanyRow,
+    input: &ContactFormInput,
+    errors: &[domain::ValidationError],
+    status: StatusCode,
+) -> Response {
+    let csrf = cookies.csrf.clone();
+    let (primary, billing) = (input.primary.is_some(), input.billing.is_some());
+    if from_htmx(headers) {
+        (
+            status,
+            ContactForm {
+                csrf,
+                company_id: company.id,
+                company_name: company.name.clone(),
+                fields: fields(input, errors),
+                primary,
+                billing,
+            },
+        )
+            .into_response()
+    } else {
+        (
+            status,
+            ContactPage {
+                flash: cookies.flash.clone(),
+                csrf,
+                company_id: company.id,
+                company_name: company.name.clone(),
+                fields: fields(input, errors),
+                primary,
+                billing,
+            },
+        )
+            .into_response()
+    }
+}
+
+/// The company of a console path (`None`: not one of the asker's companies).
+async fn console_company(
+    state: &AppState,
+    me: &Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Option<CompanyRow>, sqlx::Error> {
+    let Ok(Path(raw)) = path else { return Ok(None) };
+    let Ok(id) = Uuid::parse_str(&raw) else {
+        return Ok(None);
+    };
+    companies::get(&state.pool, me.tenant_id, id).await
+}
+
+async fn new_contact_page(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    if let Err(refused) = me.require(Action::EditContacts) {
+        return refused.into_response();
+    }
+    match console_company(&state, &me, path).await {
+        Ok(Some(company)) => contact_form(
+            &cookies,
+            &headers,
+            &company,
+            &ContactFormInput::default(),
+            &[],
+            StatusCode::OK,
+        ),
+        Ok(None) => not_found_page(),
+        Err(error) => internal_page(error),
+    }
+}
+
+async fn add_contact(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    Form(input): Form<ContactFormInput>,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &input.csrf) {
+        return refused;
+    }
+    if let Err(refused) = me.require(Action::EditContacts) {
+        return refused.into_response();
+    }
+    let company = match console_company(&state, &me, path).await {
+        Ok(Some(company)) => company,
+        Ok(None) => return not_found_page(),
+        Err(error) => return internal_page(error),
+    };
+    let details = ContactDetails::parse(&ContactInput {
+        name: &input.name,
+        email: &input.email,
+        office_phone: &input.office_phone,
+        cell_phone: &input.cell_phone,
+        department: &input.department,
+        position: &input.position,
+        primary: input.primary.is_some(),
+        billing: input.billing.is_some(),
+        notes: &input.notes,
+    });
+    let details = match details {
+        Ok(details) => details,
+        Err(errors) => {
+            return contact_form(
+                &cookies,
+                &headers,
+                &company,
+                &input,
+                &errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        }
+    };
+    if company.archived {
+        return error_page(
+            StatusCode::CONFLICT,
+            &cookies,
+            "That cannot be done now",
+            "The company is archived: restore it before adding contacts.",
+        );
+    }
+    let meta = me.meta();
+    let id = meta.new_aggregate_id();
+    let name = details.name.clone();
+    let result = state
+        .store
+        .create::<Contact>(
+            &id.to_string(),
+            ContactCommand::Add {
+                company_id: company.id,
+                details,
+            },
+            &(),
+            &meta,
+        )
+        .await;
+    match result {
+        Ok(done) => {
+            state
+                .read_your_writes(&["contacts"], "contact", &done.aggregate_id, done.version)
+                .await;
+            let to = format!("/companies/{}#contacts", company.id);
+            let mut response = redirect_with_flash(&to, &format!("Added {name}."));
+            if from_htmx(&headers) {
+                *response.status_mut() = StatusCode::OK;
+                response.headers_mut().remove(header::LOCATION);
+                if let Ok(v) = HeaderValue::from_str(&to) {
+                    response.headers_mut().insert("hx-redirect", v);
+                }
+            }
+            response
+        }
+        Err(error) => internal_page(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn mark(
+    state: &AppState,
+    me: &Principal,
+    cookies: &Cookies,
+    headers: &HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    csrf: &str,
+    command: ContactCommand,
+) -> Response {
+    if let Some(refused) = csrf_refusal(cookies, headers, csrf) {
+        return refused;
+    }
+    if let Err(refused) = me.require(Action::EditContacts) {
+        return refused.into_response();
+    }
+    let Some(id) = path.ok().and_then(|Path(raw)| Uuid::parse_str(&raw).ok()) else {
+        return not_found_page();
+    };
+    let result = state
+        .store
+        .execute::<Contact>(
+            &id.to_string(),
+            command,
+            &(),
+            &me.meta(),
+            ConflictPolicy::RetryOnce,
+        )
+        .await;
+    match result {
+        Ok(done) => {
+            state
+                .read_your_writes(&["contacts"], "contact", &done.aggregate_id, done.version)
+                .await;
+            let message = if done.state.former {
+                format!(
+                    "{} is marked as having left the company.",
+                    done.state.details.name
+                )
+            } else {
+                format!("{} is current again.", done.state.details.name)
+            };
+            redirect_with_flash(
+                &format!("/companies/{}#contacts", done.state.company_id),
+                &message,
+            )
+        }
+        Err(CommandError::NotFound) | Err(CommandError::Domain(ContactError::NotFound)) => {
+            not_found_page()
+        }
+        Err(CommandError::Domain(error)) => error_page(
+            StatusCode::CONFLICT,
+            cookies,
+            "That cannot be done now",
+            &format!("{}.", capitalise(&error.to_string())),
+        ),
+        Err(error) => internal_page(error),
+    }
+}
+
+async fn mark_former(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    mark(
+        &state,
+        &me,
+        &cookies,
+        &headers,
+        path,
+        &form.csrf,
+        ContactCommand::MarkFormer,
+    )
+    .await
+}
+
+async fn mark_current(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    mark(
+        &state,
+        &me,
+        &cookies,
+        &headers,
+        path,
+        &form.csrf,
+        ContactCommand::MarkCurrent,
+    )
+    .await
 }
