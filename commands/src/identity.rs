@@ -301,9 +301,7 @@ pub async fn invite(
         Err(ReserveError::Taken(email)) => return Err(InviteError::EmailTaken(email)),
         Err(ReserveError::Database(e)) => return Err(failed(e.to_string())),
     }
-    let member_meta = meta
-        .clone()
-        .with_command_id(Uuid::new_v5(&meta.command_id, b"member"));
+    let member_meta = meta.derived(b"member");
     let added = store
         .execute::<Tenant>(
             &tenant_id.to_string(),

@@ -51,6 +51,13 @@ impl EventMeta {
         self
     }
 
+    /// Metadata for one step of a request that runs several commands: its command id is
+    /// derived from this one and `step`, so a retried request replays every step.
+    pub fn derived(&self, step: &[u8]) -> Self {
+        self.clone()
+            .with_command_id(Uuid::new_v5(&self.command_id, step))
+    }
+
     /// The id of an aggregate created by this command. Deterministic, so a retried "create"
     /// finds the aggregate its first attempt made and appends nothing new.
     pub fn new_aggregate_id(&self) -> Uuid {

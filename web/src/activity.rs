@@ -90,7 +90,7 @@ impl FilterForm {
         let query: Vec<String> = params
             .iter()
             .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k}={}", query_encode(v)))
+            .map(|(k, v)| format!("{k}={}", crate::console::percent_encode(v)))
             .collect();
         if query.is_empty() {
             "/activity".to_owned()
@@ -402,18 +402,6 @@ async fn activity_page(
         .map(|row| ActivityView::new(row, tz, &names))
         .collect();
     (StatusCode::OK, page).into_response()
-}
-
-/// Percent-encodes a query-string value (everything but the unreserved characters).
-fn query_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

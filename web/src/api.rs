@@ -41,11 +41,11 @@ pub fn router() -> Router<AppState> {
             "/api/v1/companies/{id}",
             get(get_company).patch(update_company),
         )
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
-/// A known path with a method it does not serve: a problem document, like every API error.
+/// A known path with a method it does not serve: a problem document, like every API error
+/// (`crate::router` sets it, through its own fallback, for every route).
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::Rejected {
         status: StatusCode::METHOD_NOT_ALLOWED,
@@ -78,6 +78,17 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
 }
 
 /// Parses an id from the path, saying so when it is not a UUID.
+/// The id in a path segment: a segment that does not decode or is not a UUID is a 400 that
+/// says what it should be.
+pub fn path_id(path: Result<Path<String>, PathRejection>, what: &str) -> Result<Uuid, ApiError> {
+    match path {
+        Ok(Path(raw)) => parse_id(&raw, what),
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "the {what} id is not valid: ids are UUIDs"
+        ))),
+    }
+}
+
 pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)
         .map_err(|_| ApiError::BadRequest(format!("{what} id {raw:?} is not valid: ids are UUIDs")))
@@ -478,9 +489,8 @@ pub async fn get_company(
 ) -> Result<Json<CompanyJson>, Response> {
     me.require(Action::ViewCompanies)
         .map_err(IntoResponse::into_response)?;
-    let Path(id) = id.map_err(|e| ApiError::from(e).into_response())?;
     let found = async {
-        let id = parse_id(&id, "company")?;
+        let id = path_id(id, "company")?;
         read_company(&state, &me, id).await
     };
     Ok(Json(
@@ -523,7 +533,7 @@ pub async fn update_company(
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateCompanyBody>,
 ) -> Result<Json<CompanyJson>, Response> {
-    let Path(id) = id.map_err(|e| ApiError::from(e).into_response())?;
+    let id = path_id(id, "company").map_err(IntoResponse::into_response)?;
     if body.name.is_some() || body.archived.is_some() {
         me.require(Action::EditCompanies)
             .map_err(IntoResponse::into_response)?;
@@ -535,7 +545,7 @@ pub async fn update_company(
     if !me.may(Action::EditCompanies) && !me.may(Action::SetCompanyRate) {
         return Err(me.forbidden().into_response());
     }
-    update_company_as(&state, &me, &id, &headers, body)
+    update_company_as(&state, &me, id, &headers, body)
         .await
         .map_err(IntoResponse::into_response)
 }
@@ -543,11 +553,10 @@ pub async fn update_company(
 async fn update_company_as(
     state: &AppState,
     me: &Principal,
-    id: &str,
+    id: Uuid,
     headers: &HeaderMap,
     body: UpdateCompanyBody,
 ) -> Result<Json<CompanyJson>, ApiError> {
-    let id = parse_id(id, "company")?;
     let archived = match body.archived {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(b)),

@@ -122,10 +122,13 @@ pub(crate) async fn session_cookies(
     response
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters (query values, cookies).
 pub(crate) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -158,6 +161,20 @@ pub(crate) fn redirect_with_flash(to: &str, message: &str) -> Response {
         percent_encode(message)
     )) {
         response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// The answer to a form that succeeded: a redirect with a flash message; for a form sent by
+/// htmx from a dialog, `HX-Redirect` instead (htmx would follow a 303 inside the dialog).
+pub(crate) fn form_done(headers: &HeaderMap, to: &str, message: &str) -> Response {
+    let mut response = redirect_with_flash(to, message);
+    if from_htmx(headers) {
+        *response.status_mut() = StatusCode::OK;
+        response.headers_mut().remove(header::LOCATION);
+        if let Ok(v) = HeaderValue::from_str(to) {
+            response.headers_mut().insert("hx-redirect", v);
+        }
     }
     response
 }
@@ -322,6 +339,13 @@ struct NewCompanyPage {
 }
 
 /// True for a request htmx sent (it wants a fragment, not a page).
+/// The id in a console path (`None`: not a UUID, so nothing there: the 404 page).
+pub(crate) fn path_uuid(
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Option<Uuid> {
+    path.ok().and_then(|Path(raw)| Uuid::parse_str(&raw).ok())
+}
+
 pub(crate) fn from_htmx(headers: &HeaderMap) -> bool {
     headers.contains_key("hx-request")
 }
@@ -495,17 +519,11 @@ async fn create(
             state
                 .read_your_writes(&["companies"], "company", &done.aggregate_id, done.version)
                 .await;
-            let to = format!("/companies/{id}");
-            let mut response = redirect_with_flash(&to, &format!("Added {name}."));
-            if from_htmx(&headers) {
-                // htmx follows a 303 inside the dialog; tell it to load the page instead.
-                *response.status_mut() = StatusCode::OK;
-                response.headers_mut().remove(header::LOCATION);
-                if let Ok(v) = HeaderValue::from_str(&to) {
-                    response.headers_mut().insert("hx-redirect", v);
-                }
-            }
-            response
+            form_done(
+                &headers,
+                &format!("/companies/{id}"),
+                &format!("Added {name}."),
+            )
         }
         Err(error) => internal_page(error),
     }

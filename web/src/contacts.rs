@@ -6,7 +6,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Form, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::{command_meta, parse_id, ApiJson, IdempotencyKey};
+use crate::api::{command_meta, parse_id, path_id, ApiJson, IdempotencyKey};
 use crate::auth::Principal;
 use crate::console::{
-    capitalise, csrf_refusal, error_page, from_htmx, internal_page, not_found_page,
+    capitalise, csrf_refusal, error_page, form_done, from_htmx, internal_page, not_found_page,
     redirect_with_flash, Cookies,
 };
 use crate::error::ApiError;
@@ -154,11 +154,6 @@ impl ContactBody {
         })
         .map_err(ApiError::Invalid)
     }
-}
-
-fn path_id(path: Result<Path<String>, PathRejection>, what: &str) -> Result<Uuid, ApiError> {
-    let Path(raw) = path?;
-    parse_id(&raw, what)
 }
 
 /// The response after a command: the read model once it shows the change.
@@ -395,9 +390,7 @@ pub async fn update_contact(
         }
         let mut last = None;
         for (i, command) in commands.into_iter().enumerate() {
-            let meta = meta
-                .clone()
-                .with_command_id(Uuid::new_v5(&meta.command_id, &[i as u8]));
+            let meta = meta.derived(&[i as u8]);
             last = Some(
                 state
                     .store
@@ -564,8 +557,7 @@ async fn console_company(
     me: &Principal,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Option<CompanyRow>, sqlx::Error> {
-    let Ok(Path(raw)) = path else { return Ok(None) };
-    let Ok(id) = Uuid::parse_str(&raw) else {
+    let Some(id) = crate::console::path_uuid(path) else {
         return Ok(None);
     };
     companies::get(&state.pool, me.tenant_id, id).await
@@ -666,16 +658,11 @@ async fn add_contact(
             state
                 .read_your_writes(&["contacts"], "contact", &done.aggregate_id, done.version)
                 .await;
-            let to = format!("/companies/{}#contacts", company.id);
-            let mut response = redirect_with_flash(&to, &format!("Added {name}."));
-            if from_htmx(&headers) {
-                *response.status_mut() = StatusCode::OK;
-                response.headers_mut().remove(header::LOCATION);
-                if let Ok(v) = HeaderValue::from_str(&to) {
-                    response.headers_mut().insert("hx-redirect", v);
-                }
-            }
-            response
+            form_done(
+                &headers,
+                &format!("/companies/{}#contacts", company.id),
+                &format!("Added {name}."),
+            )
         }
         Err(error) => internal_page(error),
     }
@@ -702,7 +689,7 @@ async fn mark(
     if let Err(refused) = me.require(Action::EditContacts) {
         return refused.into_response();
     }
-    let Some(id) = path.ok().and_then(|Path(raw)| Uuid::parse_str(&raw).ok()) else {
+    let Some(id) = crate::console::path_uuid(path) else {
         return not_found_page();
     };
     let result = state

@@ -288,12 +288,6 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-impl From<axum::extract::rejection::PathRejection> for ApiError {
-    fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
-        Self::BadRequest(format!("bad path: {}", rejection.body_text()))
-    }
-}
-
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         Self::internal(error)

@@ -115,9 +115,7 @@ async fn apply(
 ) -> Result<Option<Tenant>, String> {
     let mut last = None;
     for (i, command) in commands.into_iter().enumerate() {
-        let meta = meta
-            .clone()
-            .with_command_id(Uuid::new_v5(&meta.command_id, &[i as u8]));
+        let meta = meta.derived(&[i as u8]);
         let done = state
             .store
             .execute::<Tenant>(

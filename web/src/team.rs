@@ -37,7 +37,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::{command_meta, parse_id, ApiJson, IdempotencyKey};
+use crate::api::{command_meta, ApiJson, IdempotencyKey};
 use crate::auth::Principal;
 use crate::console::{
     capitalise, csrf_refusal, display_time, internal_page, not_found_page, redirect_with_flash,
@@ -68,17 +68,8 @@ pub fn router() -> Router<AppState> {
             "/api/v1/users/{id}",
             get(get_user).patch(update_user).delete(remove_user),
         )
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(crate::api::BODY_LIMIT));
     console.merge(api)
-}
-
-/// A known API path with a method it does not serve: a problem document.
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::Rejected {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        detail: format!("{method} is not allowed on {}", uri.path()),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,11 +686,6 @@ async fn render_member(
         .into_response()
 }
 
-/// The person id of a console path (`None`: not a UUID, so no such page).
-fn console_id(path: Result<Path<String>, PathRejection>) -> Option<Uuid> {
-    path.ok().and_then(|Path(raw)| Uuid::parse_str(&raw).ok())
-}
-
 async fn member_page(
     State(state): State<AppState>,
     me: Principal,
@@ -709,7 +695,7 @@ async fn member_page(
     if let Err(refused) = me.require(Action::ViewUsers) {
         return refused.into_response();
     }
-    let Some(id) = console_id(id) else {
+    let Some(id) = crate::console::path_uuid(id) else {
         return not_found_page();
     };
     render_member(&state, &me, &cookies, id, None, None, StatusCode::OK).await
@@ -739,7 +725,7 @@ async fn member_form(
     if let Err(refused) = me.require(Action::ManageUsers) {
         return refused.into_response();
     }
-    let Some(user_id) = console_id(id) else {
+    let Some(user_id) = crate::console::path_uuid(id) else {
         return not_found_page();
     };
     let change = match decide(&form) {
@@ -898,7 +884,7 @@ async fn invitation_form(
     if let Err(refused) = me.require(Action::ManageUsers) {
         return refused.into_response();
     }
-    let Some(user_id) = console_id(id) else {
+    let Some(user_id) = crate::console::path_uuid(id) else {
         return not_found_page();
     };
     let row = match read_member(&state, &me, user_id).await {
@@ -1065,16 +1051,6 @@ fn text<'a>(
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
         Some(_) => Err(ValidationError::new(field, "must be a string")),
-    }
-}
-
-/// The person id of an API path (400 when it is not a UUID, or not even UTF-8).
-fn api_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
-    match path {
-        Ok(Path(raw)) => parse_id(&raw, "person"),
-        Err(_) => Err(ApiError::BadRequest(
-            "the person id is not valid: ids are UUIDs".into(),
-        )),
     }
 }
 
@@ -1261,7 +1237,7 @@ pub async fn get_user(
     me.require(Action::ViewUsers)
         .map_err(IntoResponse::into_response)?;
     let found = async {
-        let id = api_id(id)?;
+        let id = crate::api::path_id(id, "person")?;
         user_json(&state, &me, id).await
     };
     found.await.map(Json).map_err(IntoResponse::into_response)
@@ -1306,7 +1282,7 @@ pub async fn update_user(
 ) -> Result<Json<UserJson>, Response> {
     me.require(Action::ManageUsers)
         .map_err(IntoResponse::into_response)?;
-    let user_id = api_id(id).map_err(IntoResponse::into_response)?;
+    let user_id = crate::api::path_id(id, "person").map_err(IntoResponse::into_response)?;
     let role = match text("role", body.role.as_ref()) {
         Ok(None) => Ok(None),
         Ok(Some(raw)) => raw.parse::<Role>().map(Some),
@@ -1348,10 +1324,7 @@ pub async fn update_user(
                 Change::Role(_) => b"role",
                 _ => b"enabled",
             };
-            let meta = meta
-                .clone()
-                .with_command_id(Uuid::new_v5(&meta.command_id, part));
-            run_change(&state, &me, user_id, change, &meta).await?;
+            run_change(&state, &me, user_id, change, &meta.derived(part)).await?;
         }
         Ok::<_, Refused>(())
     }
@@ -1394,7 +1367,7 @@ pub async fn remove_user(
 ) -> Result<StatusCode, Response> {
     me.require(Action::ManageUsers)
         .map_err(IntoResponse::into_response)?;
-    let user_id = api_id(id).map_err(IntoResponse::into_response)?;
+    let user_id = crate::api::path_id(id, "person").map_err(IntoResponse::into_response)?;
     let removed = async {
         let member = load_member(&state, &me, user_id).await?;
         authorize(&me, user_id, &member, Change::Remove)?;

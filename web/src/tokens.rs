@@ -28,7 +28,7 @@ use sqlx::PgExecutor;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::{command_meta, parse_id, ApiJson, IdempotencyKey, BODY_LIMIT};
+use crate::api::{command_meta, ApiJson, IdempotencyKey, BODY_LIMIT};
 use crate::auth::{self, Principal};
 use crate::console::{
     csrf_refusal, display_time, error_page, internal_page, not_found_page, redirect_with_flash,
@@ -49,20 +49,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", delete(revoke_token))
         .route("/api/v1/sign-in", post(sign_in))
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
     Router::new()
         .route("/account/tokens", get(tokens_page).post(create_in_console))
         .route("/account/tokens/{id}/revoke", post(revoke_in_console))
         .merge(api)
-}
-
-/// A known API path with a method it does not serve: a problem document, like every API error.
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::Rejected {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        detail: format!("{method} is not allowed on {}", uri.path()),
-    }
 }
 
 /// The token name as the domain will keep it (trimmed), or what is wrong with it.
@@ -360,7 +351,7 @@ async fn revoke_in_console(
     if let Err(refused) = me.require(Action::OwnTokens) {
         return refused.into_response();
     }
-    let Some(id) = id.ok().and_then(|Path(id)| Uuid::parse_str(&id).ok()) else {
+    let Some(id) = crate::console::path_uuid(id) else {
         return not_found_page();
     };
     let row = match users::token(&state.pool, me.tenant_id, id).await {
@@ -650,10 +641,7 @@ pub async fn revoke_token(
     if let Err(refused) = me.require(Action::OwnTokens) {
         return refused.into_response();
     }
-    let id = match id
-        .map_err(|e| ApiError::BadRequest(format!("token id: {}", e.body_text())))
-        .and_then(|Path(id)| parse_id(&id, "token"))
-    {
+    let id = match crate::api::path_id(id, "token") {
         Ok(id) => id,
         Err(error) => return error.into_response(),
     };
