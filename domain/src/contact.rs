@@ -50,7 +50,9 @@ pub struct ContactInput<'a> {
     pub notes: &'a str,
 }
 
-fn text(
+/// A trimmed free-text field: at most `max` characters, no control characters (line breaks and
+/// tabs allowed when `multi_line`). Shared with the company profile.
+pub(crate) fn text(
     field: &'static str,
     value: &str,
     max: usize,
@@ -76,8 +78,9 @@ fn text(
 }
 
 /// A phone number as people write it: digits with `+ - . ( ) /` and spaces, 3 to 30
-/// characters, at least 3 digits; an extension after `x` or `ext`.
-fn phone(field: &'static str, value: &str, errors: &mut Vec<ValidationError>) -> String {
+/// characters, at least 3 digits; an extension after `x` or `ext`. Shared with the company
+/// profile.
+pub(crate) fn phone(field: &'static str, value: &str, errors: &mut Vec<ValidationError>) -> String {
     let value = value.trim();
     if value.is_empty() {
         return String::new();

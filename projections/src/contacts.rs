@@ -178,3 +178,21 @@ pub async fn get<'e>(
         .fetch_optional(db)
         .await
 }
+
+/// The current billing contacts of some of `tenant_id`'s companies, as `(company_id,
+/// contact_id)` pairs in name order.
+pub async fn billing_of<'e>(
+    db: impl PgExecutor<'e>,
+    tenant_id: Uuid,
+    company_ids: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT company_id, id FROM contacts
+          WHERE tenant_id = $1 AND company_id = ANY($2) AND billing AND NOT former
+          ORDER BY company_id, lower(name), id",
+    )
+    .bind(tenant_id)
+    .bind(company_ids)
+    .fetch_all(db)
+    .await
+}

@@ -2,7 +2,7 @@
 //! sentence that tells a person what each event did.
 
 use chrono::{DateTime, Utc};
-use domain::company::CompanyEvent;
+use domain::company::{CompanyEvent, CustomerStatus};
 use domain::contact::ContactEvent;
 use domain::tenant::TenantEvent;
 use domain::user::UserEvent;
@@ -124,8 +124,17 @@ fn company_summary(event_type: &str, payload: &Value) -> String {
 /// The sentence for a company event; the one place that words them.
 fn company_event_summary(event: &CompanyEvent) -> String {
     match event {
-        CompanyEvent::CompanyRegistered { name, monthly_rate } => {
-            format!("Registered as {name} at {monthly_rate} a month")
+        CompanyEvent::CompanyRegistered {
+            name,
+            monthly_rate,
+            customer_status,
+            ..
+        } => {
+            let status = match customer_status {
+                CustomerStatus::Active => String::new(),
+                other => format!(" ({})", other.label().to_lowercase()),
+            };
+            format!("Registered as {name} at {monthly_rate} a month{status}")
         }
         CompanyEvent::CompanyRenamed {
             name,
@@ -137,6 +146,19 @@ fn company_event_summary(event: &CompanyEvent) -> String {
         } => format!("Monthly rate set to {monthly_rate} (was {previous_rate})"),
         CompanyEvent::CompanyArchived {} => "Archived".into(),
         CompanyEvent::CompanyRestored {} => "Restored".into(),
+        CompanyEvent::CompanyStatusChanged {
+            status,
+            previous_status,
+        } => format!(
+            "Customer status set to {} (was {})",
+            status.label().to_lowercase(),
+            previous_status.label().to_lowercase()
+        ),
+        CompanyEvent::CompanyProfileUpdated { changed, .. } if !changed.is_empty() => {
+            let words: Vec<String> = changed.iter().map(|f| f.replace('_', " ")).collect();
+            format!("Profile changed: {}", words.join(", "))
+        }
+        CompanyEvent::CompanyProfileUpdated { .. } => "Profile changed".into(),
     }
 }
 
@@ -229,6 +251,27 @@ mod tests {
                 serde_json::json!({"CompanyRestored": {}})
             ),
             "Restored"
+        );
+        assert_eq!(
+            s(
+                "CompanyStatusChanged",
+                serde_json::json!({"CompanyStatusChanged": {"status": "former", "previous_status": "active"}})
+            ),
+            "Customer status set to former customer (was active)"
+        );
+        assert_eq!(
+            s(
+                "CompanyProfileUpdated",
+                serde_json::json!({"CompanyProfileUpdated": {"profile": {}, "changed": ["billing_address", "tags"]}})
+            ),
+            "Profile changed: billing address, tags"
+        );
+        assert_eq!(
+            s(
+                "CompanyRegistered",
+                serde_json::json!({"CompanyRegistered": {"name": "Acme", "monthly_rate": "0.00", "customer_status": "prospect"}})
+            ),
+            "Registered as Acme at 0.00 a month (prospect)"
         );
         assert_eq!(s("CompanyMerged", serde_json::json!({})), "Company merged");
     }

@@ -139,6 +139,8 @@ async fn append_run(
                                     "Bench company {writer}-{done}"
                                 ))?,
                                 monthly_rate: rate("register", "500.00"),
+                                customer_status: Default::default(),
+                                profile: Default::default(),
                             };
                             registered = Some(id.clone());
                             // As the API and the console create companies.
@@ -188,6 +190,8 @@ fn raw_samples() -> anyhow::Result<[(String, serde_json::Value); 2]> {
             serde_json::to_value(CompanyEvent::CompanyRegistered {
                 name: "Bench company 3-1234".to_string(),
                 monthly_rate: rate("raw", "500.00"),
+                customer_status: Default::default(),
+                profile: Default::default(),
             })?,
         ),
         (

@@ -144,6 +144,8 @@ async fn scenario(source: &str, target: &str, export: &Path) {
         let command = CompanyCommand::Register {
             name: CompanyName::parse(&format!("Company {i}")).unwrap(),
             monthly_rate: Amount::parse("monthly_rate", "100").unwrap(),
+            customer_status: Default::default(),
+            profile: Default::default(),
         };
         execute(&store, &id, command, &meta).await;
         ids.push(id);
@@ -157,6 +159,7 @@ async fn scenario(source: &str, target: &str, export: &Path) {
             name: (i % 2 == 0).then(|| CompanyName::parse(&format!("Renamed {i}")).unwrap()),
             monthly_rate: Some(Amount::parse("monthly_rate", &format!("{}.50", 200 + i)).unwrap()),
             archived: Some(i % 3 == 0),
+            ..Default::default()
         };
         execute(&store, id, CompanyCommand::Update(changes), &meta).await;
     }

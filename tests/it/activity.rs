@@ -100,6 +100,8 @@ async fn register(store: &EventStore, actor: &str, name: &str, rate: &str) -> St
             CompanyCommand::Register {
                 name: CompanyName::parse(name).unwrap(),
                 monthly_rate: Amount::parse("monthly_rate", rate).unwrap(),
+                customer_status: Default::default(),
+                profile: Default::default(),
             },
             &(),
             &meta,

@@ -326,7 +326,7 @@ async fn bad_input_is_refused_with_a_problem_and_appends_nothing() {
             "/api/v1/companies?after=nope".into(),
             None,
             400,
-            "ids are UUIDs",
+            "after must be the `next` of a previous page",
         ),
         (
             Method::GET,

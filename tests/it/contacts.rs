@@ -256,7 +256,7 @@ async fn form(
 async fn the_company_page_lists_adds_and_retires_contacts() {
     let app = TestApp::new().await;
     let acme = company(&app, "Acme").await;
-    let page = format!("/companies/{acme}");
+    let page = format!("/companies/{acme}/contacts");
     let empty = app.request(Method::GET, &page, None).await;
     assert!(empty.text.contains("No contacts yet"));
     assert!(empty
@@ -296,7 +296,7 @@ async fn the_company_page_lists_adds_and_retires_contacts() {
     assert_eq!(added.status, StatusCode::OK, "{}", added.text);
     assert_eq!(
         added.headers["hx-redirect"],
-        format!("/companies/{acme}#contacts")
+        format!("/companies/{acme}/contacts")
     );
     let shown = app.request(Method::GET, &page, None).await;
     assert!(shown.text.contains("Ann Example") && shown.text.contains("Billing"));

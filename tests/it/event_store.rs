@@ -20,6 +20,8 @@ fn register(name: &str) -> CompanyCommand {
     CompanyCommand::Register {
         name: CompanyName::parse(name).unwrap(),
         monthly_rate: Amount::parse("monthly_rate", "100").unwrap(),
+        customer_status: Default::default(),
+        profile: Default::default(),
     }
 }
 

@@ -365,15 +365,49 @@ async fn the_schemas_say_what_the_contracts_say() {
         .collect();
     assert_eq!(
         params.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["after", "limit", "q", "status"]
+        ["after", "customer_status", "limit", "q", "status", "tag"]
     );
     assert_eq!(
         deref(&doc, &params["status"]["schema"])["enum"],
         json!(["active", "archived", "all"])
     );
+    let customer_statuses = json!(["prospect", "active", "suspended", "former"]);
+    assert_eq!(
+        deref(&doc, &params["customer_status"]["schema"])["enum"],
+        customer_statuses
+    );
     assert_eq!(params["limit"]["schema"]["minimum"], 1);
     assert_eq!(params["limit"]["schema"]["maximum"], 500);
-    assert_eq!(params["after"]["schema"]["format"], "uuid");
+    assert_eq!(params["after"]["schema"]["type"], "string");
+
+    // The company's lifecycle is `customer_status`; `status` keeps meaning archived or not.
+    assert_eq!(
+        deref(&doc, &company["status"])["enum"],
+        json!(["active", "archived"])
+    );
+    assert_eq!(
+        deref(&doc, &company["customer_status"])["enum"],
+        customer_statuses
+    );
+    assert_eq!(company["tags"]["type"], "array");
+    assert_eq!(company["billing_contacts"]["items"]["format"], "uuid");
+    for body in ["CreateCompany", "UpdateCompany"] {
+        let properties = &schemas[body]["properties"];
+        for field in [
+            "customer_status",
+            "billing_address",
+            "site_address",
+            "phone",
+            "website",
+            "notes",
+            "tags",
+        ] {
+            assert!(properties[field].is_object(), "{body}.{field}");
+        }
+    }
+    let list = &schemas["CompanyList"];
+    assert!(list["properties"]["next"].is_object());
+    assert!(list["properties"]["next_after"].is_object());
 }
 
 /// Checks `value` against the parts of JSON Schema the document uses (types, required,
@@ -501,14 +535,38 @@ async fn the_endpoints_answer_as_documented() {
     assert_matches(&doc, companies, "post", 201, &created);
     let id = created.json()["id"].as_str().unwrap().to_owned();
 
+    let second = app
+        .request(
+            Method::POST,
+            companies,
+            Some(
+                r#"{"name": "Beta", "customer_status": "prospect", "tags": ["vip"],
+                     "billing_address": "1 Main St\nSpringfield", "website": "beta.example"}"#,
+            ),
+        )
+        .await;
+    assert_matches(&doc, companies, "post", 201, &second);
     let list = app
         .request(Method::GET, &format!("{companies}?limit=1"), None)
         .await;
     assert_matches(&doc, companies, "get", 200, &list);
     assert!(
-        list.json()["next_after"].is_string(),
-        "a full page has a cursor"
+        list.json()["next"].is_string() && list.json()["next_after"].is_string(),
+        "a page with more after it has a cursor"
     );
+    let last = app
+        .request(
+            Method::GET,
+            &format!(
+                "{companies}?limit=1&after={}",
+                list.json()["next"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_matches(&doc, companies, "get", 200, &last);
+    assert!(last.json()["next"].is_null(), "{}", last.text);
+    assert!(last.json().get("next_after").is_none());
     let bad_limit = app
         .request(Method::GET, &format!("{companies}?limit=0"), None)
         .await;

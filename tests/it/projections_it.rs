@@ -21,6 +21,8 @@ pub async fn register(store: &EventStore, name: &str, rate: &str) -> String {
             CompanyCommand::Register {
                 name: CompanyName::parse(name).unwrap(),
                 monthly_rate: Amount::parse("monthly_rate", rate).unwrap(),
+                customer_status: Default::default(),
+                profile: Default::default(),
             },
             &(),
             &meta,

@@ -11,10 +11,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use commands::{ConflictPolicy, EventMeta, Executed};
 use domain::authz::Action;
-use domain::company::{Company, CompanyChanges, CompanyCommand};
+use domain::company::{
+    normalize_tag, Company, CompanyChanges, CompanyCommand, CompanyProfile, CustomerStatus,
+    ProfileChanges, ProfileInput,
+};
 use domain::values::{Amount, CompanyName};
 use domain::ValidationError;
-use projections::companies::{self, CompanyRow, ListQuery, StatusFilter};
+use projections::companies::{self, CompanyRow, Cursor, ListQuery, StatusFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -104,9 +107,28 @@ pub struct CompanyJson {
     /// Money: a decimal string with exactly two places.
     #[schema(pattern = r"^\d+\.\d{2}$", example = "500.00")]
     pub monthly_rate: String,
+    /// Whether the company is archived: `archived` companies leave the default list and
+    /// refuse changes until restored. Its standing as a customer is `customer_status`.
     pub status: CompanyStatus,
     /// The same as `status == "archived"`.
     pub archived: bool,
+    pub customer_status: CustomerStatusJson,
+    /// Several lines (`\n`); empty when unknown.
+    #[schema(example = "Acme Ltd\n1 Main St\nSpringfield")]
+    pub billing_address: String,
+    /// Where the work happens; several lines; empty when unknown.
+    pub site_address: String,
+    #[schema(example = "+1 555 0100")]
+    pub phone: String,
+    /// An `http://` or `https://` address, or empty.
+    #[schema(example = "https://acme.example")]
+    pub website: String,
+    pub notes: String,
+    /// Lowercase, sorted.
+    #[schema(example = json!(["managed print", "vip"]))]
+    pub tags: Vec<String>,
+    /// The company's current contacts who receive its invoices (`billing: true`), by name.
+    pub billing_contacts: Vec<Uuid>,
     /// The number of events the company has had.
     #[schema(minimum = 1, example = 1)]
     pub version: i64,
@@ -136,6 +158,40 @@ impl CompanyStatus {
     }
 }
 
+/// Where a company stands as a customer: `prospect` (not a customer yet), `active`,
+/// `suspended` (service paused), `former` (no longer a customer). New companies are `active`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = CustomerStatus)]
+pub enum CustomerStatusJson {
+    Prospect,
+    Active,
+    Suspended,
+    Former,
+}
+
+impl From<CustomerStatus> for CustomerStatusJson {
+    fn from(status: CustomerStatus) -> Self {
+        match status {
+            CustomerStatus::Prospect => Self::Prospect,
+            CustomerStatus::Active => Self::Active,
+            CustomerStatus::Suspended => Self::Suspended,
+            CustomerStatus::Former => Self::Former,
+        }
+    }
+}
+
+impl From<CustomerStatusJson> for CustomerStatus {
+    fn from(status: CustomerStatusJson) -> Self {
+        match status {
+            CustomerStatusJson::Prospect => Self::Prospect,
+            CustomerStatusJson::Active => Self::Active,
+            CustomerStatusJson::Suspended => Self::Suspended,
+            CustomerStatusJson::Former => Self::Former,
+        }
+    }
+}
+
 impl From<CompanyRow> for CompanyJson {
     fn from(row: CompanyRow) -> Self {
         Self {
@@ -144,6 +200,16 @@ impl From<CompanyRow> for CompanyJson {
             monthly_rate: format!("{:.2}", row.monthly_rate),
             status: CompanyStatus::of(row.archived),
             archived: row.archived,
+            customer_status: CustomerStatus::parse("customer_status", &row.customer_status)
+                .unwrap_or_default()
+                .into(),
+            billing_address: row.billing_address,
+            site_address: row.site_address,
+            phone: row.phone,
+            website: row.website,
+            notes: row.notes,
+            tags: row.tags,
+            billing_contacts: Vec::new(),
             version: row.version,
             created_at: Some(
                 row.created_at
@@ -167,6 +233,14 @@ impl CompanyJson {
             monthly_rate: state.monthly_rate.unwrap_or(Amount::ZERO).to_string(),
             status: CompanyStatus::of(state.archived),
             archived: state.archived,
+            customer_status: state.customer_status.into(),
+            billing_address: state.profile.billing_address.clone(),
+            site_address: state.profile.site_address.clone(),
+            phone: state.profile.phone.clone(),
+            website: state.profile.website.clone(),
+            notes: state.profile.notes.clone(),
+            tags: state.profile.tags.clone(),
+            billing_contacts: Vec::new(),
             version: version as i64,
             created_at: None,
             updated_at: None,
@@ -197,9 +271,60 @@ fn field_rate(value: Option<&Value>) -> Result<Option<Amount>, ValidationError> 
     }
 }
 
-/// Every field error of a request at once, so one response lists them all.
-fn invalid(errors: impl IntoIterator<Item = Option<ValidationError>>) -> ApiError {
-    ApiError::Invalid(errors.into_iter().flatten().collect())
+/// A text field of a request: absent or null is `None`; anything but a string is an error.
+fn field_text<'a>(
+    field: &'static str,
+    value: Option<&'a Value>,
+    errors: &mut Vec<ValidationError>,
+) -> Option<&'a str> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => {
+            errors.push(ValidationError::new(field, "must be a string"));
+            None
+        }
+    }
+}
+
+/// The customer status and profile fields of a create or change request, checked together:
+/// every problem lands in `errors`.
+fn profile_fields<'a>(
+    fields: &ProfileFields<'a>,
+    errors: &mut Vec<ValidationError>,
+) -> (Option<CustomerStatus>, ProfileChanges) {
+    let status = field_text("customer_status", fields.customer_status, errors).and_then(|s| {
+        match CustomerStatus::parse("customer_status", s) {
+            Ok(status) => Some(status),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    });
+    let tags = match fields.tags {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            Some(items.iter().filter_map(Value::as_str).collect())
+        }
+        Some(_) => {
+            errors.push(ValidationError::new("tags", "must be an array of strings"));
+            None
+        }
+    };
+    let input = ProfileInput {
+        billing_address: field_text("billing_address", fields.billing_address, errors),
+        site_address: field_text("site_address", fields.site_address, errors),
+        phone: field_text("phone", fields.phone, errors),
+        website: field_text("website", fields.website, errors),
+        notes: field_text("notes", fields.notes, errors),
+        tags,
+    };
+    let changes = ProfileChanges::parse(&input).unwrap_or_else(|mut e| {
+        errors.append(&mut e);
+        ProfileChanges::default()
+    });
+    (status, changes)
 }
 
 /// A new company. Unknown fields are refused.
@@ -214,6 +339,30 @@ pub struct CreateCompanyBody {
     /// at most 999999999.99. Absent or null: `"0.00"`.
     #[schema(value_type = Option<String>, pattern = r"^\d+(\.\d{1,2})?$", example = "500.00")]
     monthly_rate: Option<Value>,
+    /// `prospect`, `active`, `suspended` or `former`. Absent or null: `active`.
+    #[schema(value_type = Option<CustomerStatusJson>)]
+    customer_status: Option<Value>,
+    /// Several lines, at most 500 characters; no control characters but line breaks.
+    #[schema(value_type = Option<String>, max_length = 500, example = "Acme Ltd\n1 Main St")]
+    billing_address: Option<Value>,
+    /// Several lines, at most 500 characters.
+    #[schema(value_type = Option<String>, max_length = 500)]
+    site_address: Option<Value>,
+    /// Digits with `+ - . ( ) /` and spaces, 3 to 30 characters, an extension after `x` or
+    /// `ext`; empty for none.
+    #[schema(value_type = Option<String>, max_length = 30, example = "+1 555 0100 x12")]
+    phone: Option<Value>,
+    /// An `http://` or `https://` address (a bare host gets `https://`), at most 300
+    /// characters; empty for none.
+    #[schema(value_type = Option<String>, max_length = 300, example = "https://acme.example")]
+    website: Option<Value>,
+    /// At most 4000 characters, several lines.
+    #[schema(value_type = Option<String>, max_length = 4000)]
+    notes: Option<Value>,
+    /// The company's tags: at most 20, each 1 to 40 letters, digits, spaces, `-` or `_`; stored lowercase,
+    /// sorted, without duplicates.
+    #[schema(value_type = Option<Vec<String>>, max_items = 20, example = json!(["vip", "managed print"]))]
+    tags: Option<Value>,
 }
 
 /// Changes to a company; absent (or null) fields stay as they are. Unknown fields are refused.
@@ -231,7 +380,79 @@ pub struct UpdateCompanyBody {
     /// `true` archives the company, `false` restores it.
     #[schema(value_type = Option<bool>)]
     archived: Option<Value>,
+    /// `prospect`, `active`, `suspended` or `former`.
+    #[schema(value_type = Option<CustomerStatusJson>)]
+    customer_status: Option<Value>,
+    /// Several lines, at most 500 characters; no control characters but line breaks.
+    #[schema(value_type = Option<String>, max_length = 500, example = "Acme Ltd\n1 Main St")]
+    billing_address: Option<Value>,
+    /// Several lines, at most 500 characters.
+    #[schema(value_type = Option<String>, max_length = 500)]
+    site_address: Option<Value>,
+    /// Digits with `+ - . ( ) /` and spaces, 3 to 30 characters, an extension after `x` or
+    /// `ext`; empty for none.
+    #[schema(value_type = Option<String>, max_length = 30, example = "+1 555 0100 x12")]
+    phone: Option<Value>,
+    /// An `http://` or `https://` address (a bare host gets `https://`), at most 300
+    /// characters; empty for none.
+    #[schema(value_type = Option<String>, max_length = 300, example = "https://acme.example")]
+    website: Option<Value>,
+    /// At most 4000 characters, several lines.
+    #[schema(value_type = Option<String>, max_length = 4000)]
+    notes: Option<Value>,
+    /// Replaces all the tags: at most 20, each 1 to 40 letters, digits, spaces, `-` or `_`; stored lowercase,
+    /// sorted, without duplicates.
+    #[schema(value_type = Option<Vec<String>>, max_items = 20, example = json!(["vip", "managed print"]))]
+    tags: Option<Value>,
 }
+
+/// The customer status and profile fields of a create or change request.
+struct ProfileFields<'a> {
+    customer_status: Option<&'a Value>,
+    billing_address: Option<&'a Value>,
+    site_address: Option<&'a Value>,
+    phone: Option<&'a Value>,
+    website: Option<&'a Value>,
+    notes: Option<&'a Value>,
+    tags: Option<&'a Value>,
+}
+
+impl ProfileFields<'_> {
+    /// True when any of them is given (not absent, not null).
+    fn any(&self) -> bool {
+        [
+            self.customer_status,
+            self.billing_address,
+            self.site_address,
+            self.phone,
+            self.website,
+            self.notes,
+            self.tags,
+        ]
+        .iter()
+        .any(|f| !matches!(f, None | Some(Value::Null)))
+    }
+}
+
+macro_rules! profile_fields_of {
+    ($body:ty) => {
+        impl $body {
+            fn profile(&self) -> ProfileFields<'_> {
+                ProfileFields {
+                    customer_status: self.customer_status.as_ref(),
+                    billing_address: self.billing_address.as_ref(),
+                    site_address: self.site_address.as_ref(),
+                    phone: self.phone.as_ref(),
+                    website: self.website.as_ref(),
+                    notes: self.notes.as_ref(),
+                    tags: self.tags.as_ref(),
+                }
+            }
+        }
+    };
+}
+profile_fields_of!(CreateCompanyBody);
+profile_fields_of!(UpdateCompanyBody);
 
 /// The `Idempotency-Key` header, as the OpenAPI document describes it (`command_meta` reads it).
 #[derive(IntoParams)]
@@ -266,10 +487,31 @@ pub fn command_meta(me: &Principal, headers: &HeaderMap) -> Result<EventMeta, Ap
     }
 }
 
-async fn read_company(state: &AppState, me: &Principal, id: Uuid) -> Result<CompanyRow, ApiError> {
-    companies::get(&state.pool, me.tenant_id, id)
+async fn read_company(state: &AppState, me: &Principal, id: Uuid) -> Result<CompanyJson, ApiError> {
+    let row = companies::get(&state.pool, me.tenant_id, id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("company {id} not found")))
+        .ok_or_else(|| ApiError::NotFound(format!("company {id} not found")))?;
+    Ok(with_billing_contacts(state, me, vec![row.into()])
+        .await?
+        .remove(0))
+}
+
+/// Fills in the companies' `billing_contacts` from the contacts read model.
+async fn with_billing_contacts(
+    state: &AppState,
+    me: &Principal,
+    mut companies: Vec<CompanyJson>,
+) -> Result<Vec<CompanyJson>, ApiError> {
+    let ids: Vec<Uuid> = companies.iter().map(|c| c.id).collect();
+    let pairs = projections::contacts::billing_of(&state.pool, me.tenant_id, &ids).await?;
+    for company in &mut companies {
+        company.billing_contacts = pairs
+            .iter()
+            .filter(|(company_id, _)| *company_id == company.id)
+            .map(|(_, contact)| *contact)
+            .collect();
+    }
+    Ok(companies)
 }
 
 /// The response after a command: the read model once it shows this command's result, else
@@ -283,10 +525,13 @@ async fn after_command(
     state
         .read_your_writes(&["companies"], "company", &done.aggregate_id, done.version)
         .await;
-    Ok(match companies::get(&state.pool, me.tenant_id, id).await? {
+    let json = match companies::get(&state.pool, me.tenant_id, id).await? {
         Some(row) if row.version >= done.version as i64 => row.into(),
         _ => CompanyJson::from_state(id, &done.state, done.version),
-    })
+    };
+    Ok(with_billing_contacts(state, me, vec![json])
+        .await?
+        .remove(0))
 }
 
 /// Register a company.
@@ -337,9 +582,13 @@ async fn create_company_as(
     let name = field_name(body.name.as_ref())
         .and_then(|n| n.ok_or_else(|| ValidationError::new("name", "is required")));
     let rate = field_rate(body.monthly_rate.as_ref()).map(|r| r.unwrap_or(Amount::ZERO));
-    let (name, monthly_rate) = match (name, rate) {
-        (Ok(name), Ok(rate)) => (name, rate),
-        (name, rate) => return Err(invalid([name.err(), rate.err()])),
+    let mut errors: Vec<ValidationError> = [name.clone().err(), rate.clone().err()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let (customer_status, profile) = profile_fields(&body.profile(), &mut errors);
+    let (Ok(name), Ok(monthly_rate), true) = (name, rate, errors.is_empty()) else {
+        return Err(ApiError::Invalid(errors));
     };
     let meta = command_meta(me, headers)?;
     let id = meta.new_aggregate_id();
@@ -347,7 +596,12 @@ async fn create_company_as(
         .store
         .create::<Company>(
             &id.to_string(),
-            CompanyCommand::Register { name, monthly_rate },
+            CompanyCommand::Register {
+                name,
+                monthly_rate,
+                customer_status: customer_status.unwrap_or_default(),
+                profile: profile.applied_to(&CompanyProfile::default()),
+            },
             &(),
             &meta,
         )
@@ -365,14 +619,21 @@ async fn create_company_as(
 pub struct ListParams {
     /// Part of the name, case-insensitive; close misspellings match too.
     q: Option<String>,
-    /// Which companies to list (default `active`).
+    /// Which companies to list by archiving (default `active`: not archived).
     #[param(inline, value_type = Option<CompanyStatusFilter>)]
     status: Option<StatusFilter>,
+    /// Only companies with this customer status.
+    #[param(value_type = Option<CustomerStatusJson>)]
+    customer_status: Option<CustomerStatusJson>,
+    /// Only companies with this tag (compared case-insensitively).
+    #[param(max_length = 40, example = "vip")]
+    tag: Option<String>,
     /// How many companies a page holds (default 100).
     #[param(minimum = 1, maximum = 500, default = 100)]
     limit: Option<i64>,
-    /// The `next_after` of the previous page.
-    #[param(value_type = Option<Uuid>)]
+    /// Where the page starts: the `next` of the previous page (an opaque cursor), or the
+    /// `next_after` company id of earlier versions of this API.
+    #[param(value_type = Option<String>)]
     after: Option<String>,
 }
 
@@ -387,17 +648,22 @@ pub enum CompanyStatusFilter {
     All,
 }
 
-/// One page of companies, ordered by name.
+/// One page of companies, ordered by name (case-insensitive), then id.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CompanyList {
     items: Vec<CompanyJson>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// Pass as `after` for the next page; null on the last page. Opaque: it keeps its place
+    /// even when companies are renamed, added or archived meanwhile.
+    #[schema(value_type = Option<String>, required = true)]
+    next: Option<String>,
+    /// The id of the page's last company when there is a next page (absent on the last page);
+    /// kept for clients of earlier versions: `after=<next_after>` still works.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Uuid, required = false)]
     next_after: Option<Uuid>,
 }
 
-/// List companies, ordered by name, a page at a time.
+/// List companies, ordered by name, a page at a time (keyset paging: follow `next`).
 #[utoipa::path(
     get,
     path = "/api/v1/companies",
@@ -437,32 +703,44 @@ async fn list_companies_as(
     }
     let after = match params.after.as_deref() {
         None => None,
-        Some(raw) => {
-            let id = parse_id(raw, "after")?;
-            let row = companies::get(&state.pool, me.tenant_id, id)
-                .await?
-                .ok_or_else(|| ApiError::BadRequest(format!("after: company {id} not found")))?;
-            Some((row.name.to_lowercase(), row.id))
-        }
+        Some(raw) => Some(list_cursor(state, me, raw).await?),
     };
-    let rows = companies::list(
+    let tag = params.tag.as_deref().map(normalize_tag);
+    let customer_status = params.customer_status.map(CustomerStatus::from);
+    let page = companies::list(
         &state.pool,
         me.tenant_id,
         &ListQuery {
             search: params.q.as_deref(),
             status: params.status.unwrap_or_default(),
+            customer_status: customer_status.map(CustomerStatus::as_str),
+            tag: tag.as_deref().filter(|t| !t.is_empty()),
             limit,
             after,
         },
     )
     .await?;
-    let next_after = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let items = page.rows.into_iter().map(CompanyJson::from).collect();
     Ok(Json(CompanyList {
-        items: rows.into_iter().map(CompanyJson::from).collect(),
-        next_after,
+        items: with_billing_contacts(state, me, items).await?,
+        next_after: page.next.as_ref().map(|c| c.id),
+        next: page.next.as_ref().map(Cursor::encode),
     }))
+}
+
+/// The `after` of a list request: a cursor from `next`, or (earlier clients) a company id.
+async fn list_cursor(state: &AppState, me: &Principal, raw: &str) -> Result<Cursor, ApiError> {
+    if let Ok(id) = Uuid::parse_str(raw) {
+        return companies::cursor_after(&state.pool, me.tenant_id, id)
+            .await?
+            .ok_or_else(|| ApiError::BadRequest(format!("after: company {id} not found")));
+    }
+    Cursor::decode(raw).ok_or_else(|| {
+        ApiError::BadRequest(
+            "after must be the `next` of a previous page (or a company id, as in `next_after`)"
+                .into(),
+        )
+    })
 }
 
 /// One company.
@@ -493,9 +771,7 @@ pub async fn get_company(
         let id = path_id(id, "company")?;
         read_company(&state, &me, id).await
     };
-    Ok(Json(
-        found.await.map_err(IntoResponse::into_response)?.into(),
-    ))
+    Ok(Json(found.await.map_err(IntoResponse::into_response)?))
 }
 
 /// Change a company: rename it, set its monthly rate, archive or restore it.
@@ -534,7 +810,7 @@ pub async fn update_company(
     ApiJson(body): ApiJson<UpdateCompanyBody>,
 ) -> Result<Json<CompanyJson>, Response> {
     let id = path_id(id, "company").map_err(IntoResponse::into_response)?;
-    if body.name.is_some() || body.archived.is_some() {
+    if body.name.is_some() || body.archived.is_some() || body.profile().any() {
         me.require(Action::EditCompanies)
             .map_err(IntoResponse::into_response)?;
     }
@@ -564,13 +840,24 @@ async fn update_company_as(
     };
     let name = field_name(body.name.as_ref());
     let rate = field_rate(body.monthly_rate.as_ref());
-    let changes = match (name, rate, archived) {
-        (Ok(name), Ok(monthly_rate), Ok(archived)) => CompanyChanges {
+    let mut errors: Vec<ValidationError> = [
+        name.clone().err(),
+        rate.clone().err(),
+        archived.clone().err(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let (customer_status, profile) = profile_fields(&body.profile(), &mut errors);
+    let changes = match (name, rate, archived, errors.is_empty()) {
+        (Ok(name), Ok(monthly_rate), Ok(archived), true) => CompanyChanges {
             name,
             monthly_rate,
             archived,
+            customer_status,
+            profile,
         },
-        (name, rate, archived) => return Err(invalid([name.err(), rate.err(), archived.err()])),
+        _ => return Err(ApiError::Invalid(errors)),
     };
     let meta = command_meta(me, headers)?;
     let done = state

@@ -14,10 +14,13 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use commands::{CommandError, ConflictPolicy};
 use domain::authz::Action;
-use domain::company::{Company, CompanyCommand, CompanyError};
+use domain::company::{
+    split_tags, Company, CompanyChanges, CompanyCommand, CompanyError, CustomerStatus,
+    ProfileChanges, ProfileInput, MAX_ADDRESS_CHARS, MAX_NOTES_CHARS, MAX_WEBSITE_CHARS,
+};
 use domain::values::{Amount, CompanyName};
-use domain::{ErrorKind, HasErrorKind};
-use projections::companies::{self, CompanyRow, ListQuery, StatusFilter};
+use domain::{ErrorKind, HasErrorKind, ValidationError};
+use projections::companies::{self, CompanyRow, Cursor, ListQuery, StatusFilter};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -34,6 +37,12 @@ pub fn router() -> Router<AppState> {
         .route("/companies", get(list_page).post(create))
         .route("/companies/new", get(new_company))
         .route("/companies/{id}", get(company_page))
+        .route(
+            "/companies/{id}/profile",
+            get(profile_form_page).post(save_profile),
+        )
+        .route("/companies/{id}/work-orders", get(work_orders_tab))
+        .route("/companies/{id}/billing", get(billing_tab))
         .route("/companies/{id}/rename", post(rename))
         .route("/companies/{id}/rate", post(set_rate))
         .route("/companies/{id}/archive", post(archive))
@@ -285,22 +294,150 @@ struct CompanyView {
     name: String,
     monthly_rate: String,
     archived: bool,
+    customer_status: CustomerStatus,
     updated_at: String,
     updated: String,
     created: String,
+    billing_address: String,
+    site_address: String,
+    phone: String,
+    website: String,
+    notes: String,
+    tags: Vec<String>,
+}
+
+/// The customer status of a read-model row (`active` if the row holds something unknown).
+pub(crate) fn customer_status_of(row: &CompanyRow) -> CustomerStatus {
+    CustomerStatus::parse("customer_status", &row.customer_status).unwrap_or_default()
 }
 
 impl From<CompanyRow> for CompanyView {
     fn from(row: CompanyRow) -> Self {
         Self {
             id: row.id,
+            customer_status: customer_status_of(&row),
             name: row.name,
             monthly_rate: format!("{:.2}", row.monthly_rate),
             archived: row.archived,
             updated_at: row.updated_at.to_rfc3339(),
             updated: display_time(&row.updated_at),
             created: display_time(&row.created_at),
+            billing_address: row.billing_address,
+            site_address: row.site_address,
+            phone: row.phone,
+            website: row.website,
+            notes: row.notes,
+            tags: row.tags,
         }
+    }
+}
+
+/// The sections of a company's pages, one tab each (`company_tabs.html`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompanyTab {
+    Overview,
+    Contacts,
+    Assets,
+    Credentials,
+    WorkOrders,
+    Billing,
+}
+
+impl CompanyTab {
+    pub const ALL: [CompanyTab; 6] = [
+        CompanyTab::Overview,
+        CompanyTab::Contacts,
+        CompanyTab::Assets,
+        CompanyTab::Credentials,
+        CompanyTab::WorkOrders,
+        CompanyTab::Billing,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Overview => "Overview",
+            Self::Contacts => "Contacts",
+            Self::Assets => "Assets",
+            Self::Credentials => "Credentials",
+            Self::WorkOrders => "Work orders",
+            Self::Billing => "Billing",
+        }
+    }
+
+    /// The tab's path below `/companies/{id}`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Overview => "",
+            Self::Contacts => "/contacts",
+            Self::Assets => "/assets",
+            Self::Credentials => "/credentials",
+            Self::WorkOrders => "/work-orders",
+            Self::Billing => "/billing",
+        }
+    }
+}
+
+/// One link of the tab bar.
+pub struct TabLink {
+    pub label: &'static str,
+    pub href: String,
+    pub current: bool,
+}
+
+/// The heading and tab bar of a company's pages. A page that shows them has a field
+/// `tabs: CompanyTabs` and `{% include "company_tabs.html" %}` where they go; the handler gets
+/// both the company and its tabs from `company_for_tab` (404 for anything not the asker's).
+#[derive(Debug, Clone)]
+pub struct CompanyTabs {
+    pub id: Uuid,
+    pub name: String,
+    pub customer_status: CustomerStatus,
+    pub archived: bool,
+    pub active: CompanyTab,
+}
+
+impl CompanyTabs {
+    pub fn new(company: &CompanyRow, active: CompanyTab) -> Self {
+        Self {
+            id: company.id,
+            name: company.name.clone(),
+            customer_status: customer_status_of(company),
+            archived: company.archived,
+            active,
+        }
+    }
+
+    pub fn links(&self) -> Vec<TabLink> {
+        CompanyTab::ALL
+            .into_iter()
+            .map(|tab| TabLink {
+                label: tab.label(),
+                href: format!("/companies/{}{}", self.id, tab.path()),
+                current: tab == self.active,
+            })
+            .collect()
+    }
+}
+
+/// The company of a company page (`/companies/{id}/…`) with its tab bar, or the page to
+/// answer instead: 404 when the id is not a UUID or not one of the asker's tenant's companies.
+/// The caller checks the role first.
+pub(crate) async fn company_for_tab(
+    state: &AppState,
+    me: &Principal,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    active: CompanyTab,
+) -> Result<(CompanyRow, CompanyTabs), Response> {
+    let Some(id) = path_uuid(path) else {
+        return Err(not_found_page());
+    };
+    match companies::get(&state.pool, me.tenant_id, id).await {
+        Ok(Some(row)) => {
+            let tabs = CompanyTabs::new(&row, active);
+            Ok((row, tabs))
+        }
+        Ok(None) => Err(not_found_page()),
+        Err(error) => Err(internal_page(error)),
     }
 }
 
@@ -309,8 +446,39 @@ impl From<CompanyRow> for CompanyView {
 struct CompanyFormView {
     name: String,
     monthly_rate: String,
+    /// The new company form's customer status (empty: active).
+    customer_status: String,
     name_error: Option<String>,
     rate_error: Option<String>,
+    status_error: Option<String>,
+}
+
+impl CompanyFormView {
+    fn statuses(&self) -> Vec<StatusOption> {
+        let current = match self.customer_status.as_str() {
+            "" => "active",
+            other => other,
+        };
+        status_options(current)
+    }
+}
+
+/// An option of a customer-status select.
+struct StatusOption {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+fn status_options(current: &str) -> Vec<StatusOption> {
+    CustomerStatus::ALL
+        .into_iter()
+        .map(|s| StatusOption {
+            value: s.as_str(),
+            label: s.label(),
+            selected: s.as_str() == current,
+        })
+        .collect()
 }
 
 #[derive(Template, WebTemplate)]
@@ -319,8 +487,21 @@ struct CompaniesPage {
     flash: Option<String>,
     q: String,
     status: &'static str,
+    customer_status: String,
+    statuses: Vec<StatusOption>,
+    tag: String,
+    /// The tags in use, offered by the tag filter.
+    tags: Vec<String>,
+    filtered: bool,
     rows: Vec<CompanyView>,
+    /// The link to the next page, if there is one.
+    next: Option<String>,
+    /// The link to the first page, when this is not it.
+    first: Option<String>,
 }
+
+/// Companies a console list page shows.
+const PAGE_SIZE: i64 = 50;
 
 /// The "new company" form: a fragment for the modal (htmx), or a page of its own.
 #[derive(Template, WebTemplate)]
@@ -392,6 +573,9 @@ async fn new_company(
 struct ListParams {
     q: Option<String>,
     status: Option<String>,
+    customer_status: Option<String>,
+    tag: Option<String>,
+    after: Option<String>,
 }
 
 fn status_filter(raw: Option<&str>) -> (StatusFilter, &'static str) {
@@ -411,30 +595,68 @@ async fn render_list(
 ) -> Response {
     let (filter, status) = status_filter(params.status.as_deref());
     let q = params.q.clone().unwrap_or_default();
-    let rows = companies::list(
+    let customer_status = params
+        .customer_status
+        .as_deref()
+        .and_then(|s| CustomerStatus::parse("customer_status", s).ok());
+    let tag = domain::company::normalize_tag(params.tag.as_deref().unwrap_or_default());
+    let after = params.after.as_deref().and_then(Cursor::decode);
+    let page = companies::list(
         &state.pool,
         me.tenant_id,
         &ListQuery {
             search: Some(q.as_str()),
             status: filter,
-            limit: 200,
-            after: None,
+            customer_status: customer_status.map(CustomerStatus::as_str),
+            tag: Some(tag.as_str()).filter(|t| !t.is_empty()),
+            limit: PAGE_SIZE,
+            after: after.clone(),
         },
     )
     .await;
-    match rows {
-        Ok(rows) => (
-            status_code,
-            CompaniesPage {
-                flash: cookies.flash.clone(),
-                q,
-                status,
-                rows: rows.into_iter().map(CompanyView::from).collect(),
-            },
-        )
-            .into_response(),
-        Err(error) => internal_page(error),
-    }
+    let tags = companies::tags_in_use(&state.pool, me.tenant_id).await;
+    let (page, tags) = match (page, tags) {
+        (Ok(page), Ok(tags)) => (page, tags),
+        (Err(error), _) | (_, Err(error)) => return internal_page(error),
+    };
+    let customer_status = customer_status.map_or("", CustomerStatus::as_str);
+    let link = |after: Option<&Cursor>| {
+        let mut query = vec![("status", status.to_owned())];
+        for (key, value) in [
+            ("q", q.trim()),
+            ("customer_status", customer_status),
+            ("tag", &tag),
+        ] {
+            if !value.is_empty() {
+                query.push((key, value.to_owned()));
+            }
+        }
+        if let Some(after) = after {
+            query.push(("after", after.encode()));
+        }
+        let query: Vec<String> = query
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(&v)))
+            .collect();
+        format!("/companies?{}", query.join("&"))
+    };
+    (
+        status_code,
+        CompaniesPage {
+            flash: cookies.flash.clone(),
+            filtered: !q.trim().is_empty() || !customer_status.is_empty() || !tag.is_empty(),
+            next: page.next.as_ref().map(|c| link(Some(c))),
+            first: after.as_ref().map(|_| link(None)),
+            q,
+            status,
+            customer_status: customer_status.to_owned(),
+            statuses: status_options(customer_status),
+            tag,
+            tags,
+            rows: page.rows.into_iter().map(CompanyView::from).collect(),
+        },
+    )
+        .into_response()
 }
 
 async fn list_page(
@@ -458,6 +680,9 @@ struct CreateForm {
     name: String,
     #[serde(default)]
     monthly_rate: String,
+    /// Empty: active.
+    #[serde(default)]
+    customer_status: String,
 }
 
 /// The first page after sign-in: the first thing the person's role may see.
@@ -488,14 +713,22 @@ async fn create(
     } else {
         Amount::parse("monthly_rate", &form.monthly_rate)
     };
-    let (name, monthly_rate) = match (name, rate) {
-        (Ok(name), Ok(rate)) => (name, rate),
-        (name, rate) => {
+    let status = match form.customer_status.trim() {
+        "" => Ok(CustomerStatus::Active),
+        raw => CustomerStatus::parse("customer_status", raw),
+    };
+    let (name, monthly_rate, customer_status) = match (name, rate, status) {
+        (Ok(name), Ok(rate), Ok(status)) => (name, rate, status),
+        (name, rate, status) => {
             let view = CompanyFormView {
                 name: form.name,
                 monthly_rate: form.monthly_rate,
                 name_error: name.err().map(|e| format!("Name {}", e.message)),
                 rate_error: rate.err().map(|e| format!("Monthly rate {}", e.message)),
+                status_error: status
+                    .err()
+                    .map(|e| format!("Customer status {}", e.message)),
+                customer_status: form.customer_status,
             };
             return new_company_form(&cookies, &headers, view, StatusCode::UNPROCESSABLE_ENTITY);
         }
@@ -509,6 +742,8 @@ async fn create(
             CompanyCommand::Register {
                 name: name.clone(),
                 monthly_rate,
+                customer_status,
+                profile: Default::default(),
             },
             &(),
             &meta,
@@ -529,11 +764,35 @@ async fn create(
     }
 }
 
-struct HistoryView {
-    at: String,
-    when: String,
-    what: String,
-    actor: String,
+/// One line of an entity's History section.
+pub(crate) struct HistoryView {
+    pub(crate) at: String,
+    pub(crate) when: String,
+    pub(crate) what: String,
+    pub(crate) actor: String,
+}
+
+/// The History section of an entity's page: its last 100 events, oldest first, with who did
+/// them by name.
+pub(crate) async fn history_views(
+    state: &AppState,
+    me: &Principal,
+    aggregate_type: &str,
+    id: &str,
+) -> Result<Vec<HistoryView>, sqlx::Error> {
+    let names = projections::users::actor_names(&state.pool, me.tenant_id).await?;
+    let items =
+        projections::history::for_aggregate(&state.pool, me.tenant_id, aggregate_type, id, 100)
+            .await?;
+    Ok(items
+        .into_iter()
+        .map(|item| HistoryView {
+            at: item.recorded_at.to_rfc3339(),
+            when: display_time(&item.recorded_at),
+            what: projections::history::summary(aggregate_type, &item.event_type, &item.payload),
+            actor: projections::users::actor_label(&names, &item.actor),
+        })
+        .collect())
 }
 
 #[derive(Template, WebTemplate)]
@@ -541,10 +800,14 @@ struct HistoryView {
 struct CompanyPage {
     flash: Option<String>,
     csrf: String,
+    tabs: CompanyTabs,
     company: CompanyView,
     form: CompanyFormView,
     history: Vec<HistoryView>,
-    contacts: Vec<projections::contacts::ContactRow>,
+    /// Current contacts marked primary.
+    primary: Vec<projections::contacts::ContactRow>,
+    /// Current contacts who receive the invoices.
+    billing: Vec<projections::contacts::ContactRow>,
 }
 
 async fn render_company(
@@ -567,30 +830,23 @@ async fn render_company(
         Ok(contacts) => contacts,
         Err(error) => return internal_page(error),
     };
-    let names = match projections::users::actor_names(&state.pool, me.tenant_id).await {
-        Ok(names) => names,
+    let history = match history_views(state, me, "company", &id.to_string()).await {
+        Ok(history) => history,
         Err(error) => return internal_page(error),
     };
-    let history = match projections::history::for_aggregate(
-        &state.pool,
-        me.tenant_id,
-        "company",
-        &id.to_string(),
-        100,
-    )
-    .await
-    {
-        Ok(items) => items
-            .into_iter()
-            .map(|item| HistoryView {
-                at: item.recorded_at.to_rfc3339(),
-                when: display_time(&item.recorded_at),
-                what: projections::history::summary("company", &item.event_type, &item.payload),
-                actor: projections::users::actor_label(&names, &item.actor),
-            })
-            .collect(),
-        Err(error) => return internal_page(error),
-    };
+    let (primary, billing) = contacts
+        .into_iter()
+        .filter(|c| !c.former)
+        .filter(|c| c.is_primary || c.billing)
+        .fold((Vec::new(), Vec::new()), |(mut p, mut b), c| {
+            if c.is_primary {
+                p.push(c.clone());
+            }
+            if c.billing {
+                b.push(c);
+            }
+            (p, b)
+        });
     // The page has one form per field: the one not being corrected shows the current value.
     let mut form = form.unwrap_or_default();
     if form.name_error.is_none() {
@@ -604,10 +860,12 @@ async fn render_company(
         CompanyPage {
             flash: cookies.flash.clone(),
             csrf: cookies.csrf.clone(),
+            tabs: CompanyTabs::new(&row, CompanyTab::Overview),
             company: row.into(),
             form,
             history,
-            contacts,
+            primary,
+            billing,
         },
     )
         .into_response()
@@ -641,6 +899,7 @@ async fn company_command(
     state: &AppState,
     me: &Principal,
     cookies: &Cookies,
+    headers: &HeaderMap,
     id: &str,
     command: CompanyCommand,
     done: &str,
@@ -657,7 +916,12 @@ async fn company_command(
             state
                 .read_your_writes(&["companies"], "company", id, executed.version)
                 .await;
-            redirect_with_flash(&format!("/companies/{uuid}"), done)
+            let done = if executed.events.is_empty() {
+                "Nothing changed."
+            } else {
+                done
+            };
+            form_done(headers, &format!("/companies/{uuid}"), done)
         }
         Err(CommandError::NotFound) => not_found_page(),
         Err(CommandError::Domain(e)) if e.kind() == ErrorKind::NotFound => not_found_page(),
@@ -709,7 +973,9 @@ async fn field_form(
         return refused.into_response();
     }
     match decide(&form) {
-        Ok((command, done)) => company_command(state, me, cookies, id, command, &done).await,
+        Ok((command, done)) => {
+            company_command(state, me, cookies, headers, id, command, &done).await
+        }
         Err(view) => {
             render_company(
                 state,
@@ -810,6 +1076,7 @@ async fn archive(
         &state,
         &me,
         &cookies,
+        &headers,
         &id,
         CompanyCommand::Archive,
         "Archived.",
@@ -835,9 +1102,328 @@ async fn restore(
         &state,
         &me,
         &cookies,
+        &headers,
         &id,
         CompanyCommand::Restore,
         "Restored.",
+    )
+    .await
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "company_section.html")]
+struct CompanySectionPage {
+    flash: Option<String>,
+    tabs: CompanyTabs,
+    heading: &'static str,
+    empty: &'static str,
+}
+
+/// A company tab whose records arrive with a later part of the service: the tab bar and an
+/// honest empty state.
+async fn empty_section(
+    state: &AppState,
+    me: &Principal,
+    cookies: &Cookies,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    tab: CompanyTab,
+    empty: &'static str,
+) -> Response {
+    if let Err(refused) = me.require(Action::ViewCompanies) {
+        return refused.into_response();
+    }
+    match company_for_tab(state, me, path, tab).await {
+        Ok((_, tabs)) => CompanySectionPage {
+            flash: cookies.flash.clone(),
+            tabs,
+            heading: tab.label(),
+            empty,
+        }
+        .into_response(),
+        Err(page) => page,
+    }
+}
+
+async fn work_orders_tab(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let tab = CompanyTab::WorkOrders;
+    empty_section(&state, &me, &cookies, path, tab, "No work orders yet.").await
+}
+
+async fn billing_tab(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let tab = CompanyTab::Billing;
+    empty_section(&state, &me, &cookies, path, tab, "No invoices yet.").await
+}
+
+/// The values and messages of the profile form.
+struct ProfileFormView {
+    customer_status: String,
+    billing_address: String,
+    site_address: String,
+    phone: String,
+    website: String,
+    /// Comma-separated.
+    tags: String,
+    notes: String,
+    errors: Vec<ValidationError>,
+}
+
+/// One text input or text area of the profile form.
+struct ProfileField {
+    name: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    /// Rows of a text area; 0 for a one-line input.
+    lines: u32,
+    max: usize,
+    hint: &'static str,
+    value: String,
+    error: Option<String>,
+}
+
+fn profile_label(field: &str) -> &'static str {
+    match field {
+        "customer_status" => "Customer status",
+        "billing_address" => "Billing address",
+        "site_address" => "Site address",
+        "phone" => "Phone",
+        "website" => "Website",
+        "tags" => "Tags",
+        "notes" => "Notes",
+        _ => "This field",
+    }
+}
+
+impl ProfileFormView {
+    fn of(row: &CompanyRow) -> Self {
+        Self {
+            customer_status: row.customer_status.clone(),
+            billing_address: row.billing_address.clone(),
+            site_address: row.site_address.clone(),
+            phone: row.phone.clone(),
+            website: row.website.clone(),
+            tags: row.tags.join(", "),
+            notes: row.notes.clone(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The message for `field`, as the form shows it ("Phone must be …").
+    fn error(&self, field: &str) -> Option<String> {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| format!("{} {}.", profile_label(field), e.message))
+    }
+
+    fn statuses(&self) -> Vec<StatusOption> {
+        status_options(&self.customer_status)
+    }
+
+    fn fields(&self) -> Vec<ProfileField> {
+        let field = |name: &'static str, kind, lines, max, hint, value: &str| ProfileField {
+            name,
+            label: profile_label(name),
+            kind,
+            lines,
+            max,
+            hint,
+            value: value.to_owned(),
+            error: self.error(name),
+        };
+        vec![
+            field(
+                "billing_address",
+                "text",
+                3,
+                MAX_ADDRESS_CHARS,
+                "",
+                &self.billing_address,
+            ),
+            field(
+                "site_address",
+                "text",
+                3,
+                MAX_ADDRESS_CHARS,
+                "",
+                &self.site_address,
+            ),
+            field("phone", "tel", 0, 30, "+1 555 0100", &self.phone),
+            field(
+                "website",
+                "url",
+                0,
+                MAX_WEBSITE_CHARS,
+                "https://",
+                &self.website,
+            ),
+            field("tags", "text", 0, 1000, "vip, managed print", &self.tags),
+            field("notes", "text", 4, MAX_NOTES_CHARS, "", &self.notes),
+        ]
+    }
+}
+
+/// The "Edit profile" form: a fragment for the dialog (htmx), or a page of its own.
+#[derive(Template, WebTemplate)]
+#[template(path = "company_profile_form.html")]
+struct ProfileForm {
+    csrf: String,
+    company_id: Uuid,
+    company_name: String,
+    form: ProfileFormView,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "company_profile.html")]
+struct ProfilePage {
+    flash: Option<String>,
+    csrf: String,
+    company_id: Uuid,
+    company_name: String,
+    form: ProfileFormView,
+}
+
+fn profile_form(
+    cookies: &Cookies,
+    headers: &HeaderMap,
+    company: &CompanyRow,
+    form: ProfileFormView,
+    status: StatusCode,
+) -> Response {
+    let (csrf, company_id, company_name) = (cookies.csrf.clone(), company.id, company.name.clone());
+    if from_htmx(headers) {
+        let form = ProfileForm {
+            csrf,
+            company_id,
+            company_name,
+            form,
+        };
+        (status, form).into_response()
+    } else {
+        let page = ProfilePage {
+            flash: cookies.flash.clone(),
+            csrf,
+            company_id,
+            company_name,
+            form,
+        };
+        (status, page).into_response()
+    }
+}
+
+async fn profile_form_page(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    if let Err(refused) = me.require(Action::EditCompanies) {
+        return refused.into_response();
+    }
+    match company_for_tab(&state, &me, path, CompanyTab::Overview).await {
+        Ok((company, _)) => {
+            let form = ProfileFormView::of(&company);
+            profile_form(&cookies, &headers, &company, form, StatusCode::OK)
+        }
+        Err(page) => page,
+    }
+}
+
+/// The profile form's fields (a form sends them all).
+#[derive(Debug, Deserialize)]
+struct ProfileFormInput {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    customer_status: String,
+    #[serde(default)]
+    billing_address: String,
+    #[serde(default)]
+    site_address: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    website: String,
+    #[serde(default)]
+    tags: String,
+    #[serde(default)]
+    notes: String,
+}
+
+async fn save_profile(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    Form(input): Form<ProfileFormInput>,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &input.csrf) {
+        return refused;
+    }
+    if let Err(refused) = me.require(Action::EditCompanies) {
+        return refused.into_response();
+    }
+    let company = match company_for_tab(&state, &me, path, CompanyTab::Overview).await {
+        Ok((company, _)) => company,
+        Err(page) => return page,
+    };
+    let mut errors = Vec::new();
+    let status = CustomerStatus::parse("customer_status", &input.customer_status)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let profile = ProfileChanges::parse(&ProfileInput {
+        billing_address: Some(&input.billing_address),
+        site_address: Some(&input.site_address),
+        phone: Some(&input.phone),
+        website: Some(&input.website),
+        notes: Some(&input.notes),
+        tags: Some(split_tags(&input.tags)),
+    })
+    .map_err(|mut e| errors.append(&mut e))
+    .ok();
+    let (Some(status), Some(profile)) = (status, profile) else {
+        let view = ProfileFormView {
+            customer_status: input.customer_status,
+            billing_address: input.billing_address,
+            site_address: input.site_address,
+            phone: input.phone,
+            website: input.website,
+            tags: input.tags,
+            notes: input.notes,
+            errors,
+        };
+        return profile_form(
+            &cookies,
+            &headers,
+            &company,
+            view,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    };
+    let command = CompanyCommand::Update(CompanyChanges {
+        customer_status: Some(status),
+        profile,
+        ..Default::default()
+    });
+    company_command(
+        &state,
+        &me,
+        &cookies,
+        &headers,
+        &company.id.to_string(),
+        command,
+        "Profile saved.",
     )
     .await
 }

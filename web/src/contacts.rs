@@ -1,6 +1,6 @@
-//! Contacts, a customer company's people (issue 4): the API, and the console's Contacts section
-//! of the company page. Seeing them follows `ViewCompanies`; adding and changing them needs
-//! `EditContacts`.
+//! Contacts, a customer company's people (issue 4): the API, the company page's Contacts tab,
+//! and each contact's own page (`/contacts/{id}`) with its Edit form. Seeing them follows
+//! `ViewCompanies`; adding and changing them needs `EditContacts`.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -23,8 +23,9 @@ use uuid::Uuid;
 use crate::api::{command_meta, parse_id, path_id, ApiJson, IdempotencyKey};
 use crate::auth::Principal;
 use crate::console::{
-    capitalise, csrf_refusal, error_page, form_done, from_htmx, internal_page, not_found_page,
-    redirect_with_flash, Cookies,
+    capitalise, company_for_tab, csrf_refusal, display_time, error_page, form_done, from_htmx,
+    history_views, internal_page, not_found_page, redirect_with_flash, CompanyTab, CompanyTabs,
+    Cookies, HistoryView,
 };
 use crate::error::ApiError;
 use crate::openapi::{
@@ -44,7 +45,15 @@ pub fn router() -> Router<AppState> {
             get(get_contact).patch(update_contact),
         )
         .route("/companies/{id}/contacts/new", get(new_contact_page))
-        .route("/companies/{id}/contacts", axum::routing::post(add_contact))
+        .route(
+            "/companies/{id}/contacts",
+            get(contacts_tab).post(add_contact),
+        )
+        .route("/contacts/{id}", get(contact_page))
+        .route(
+            "/contacts/{id}/edit",
+            get(edit_contact_page).post(edit_contact),
+        )
         .route("/contacts/{id}/former", axum::routing::post(mark_former))
         .route("/contacts/{id}/current", axum::routing::post(mark_current))
 }
@@ -418,8 +427,8 @@ pub async fn update_contact(
     }
 }
 
-// ---- Console: the company page's Contacts section, the "Add contact" form (an htmx modal,
-// or a page of its own without JavaScript), "left the company" and back.
+// ---- Console: the company's Contacts tab, the "Add contact" and "Edit" forms (an htmx modal,
+// or a page of its own without JavaScript), a contact's page, "left the company" and back.
 
 /// One input of the contact form.
 struct FieldView {
@@ -431,24 +440,58 @@ struct FieldView {
     error: Option<String>,
 }
 
+/// What a contact form is for: adding a contact to a company, or editing one.
+struct FormPurpose {
+    heading: String,
+    action: String,
+    submit: &'static str,
+    /// The contact being edited (id, name), for the page's crumbs.
+    contact: Option<(Uuid, String)>,
+}
+
+impl FormPurpose {
+    fn add(company: &CompanyRow) -> Self {
+        Self {
+            heading: format!("Add a contact to {}", company.name),
+            action: format!("/companies/{}/contacts", company.id),
+            submit: "Add contact",
+            contact: None,
+        }
+    }
+
+    fn edit(contact: &ContactRow) -> Self {
+        Self {
+            heading: format!("Edit {}", contact.name),
+            action: format!("/contacts/{}/edit", contact.id),
+            submit: "Save",
+            contact: Some((contact.id, contact.name.clone())),
+        }
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "contact_form.html")]
 struct ContactForm {
     csrf: String,
-    company_id: Uuid,
-    company_name: String,
+    heading: String,
+    action: String,
+    submit: &'static str,
     fields: Vec<FieldView>,
     primary: bool,
     billing: bool,
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "contact_new.html")]
+#[template(path = "contact_form_page.html")]
 struct ContactPage {
     flash: Option<String>,
     csrf: String,
     company_id: Uuid,
     company_name: String,
+    contact: Option<(Uuid, String)>,
+    heading: String,
+    action: String,
+    submit: &'static str,
     fields: Vec<FieldView>,
     primary: bool,
     billing: bool,
@@ -475,6 +518,40 @@ struct ContactFormInput {
     notes: String,
     primary: Option<String>,
     billing: Option<String>,
+}
+
+impl ContactFormInput {
+    /// The details the form says (a form sends every field).
+    fn details(&self) -> Result<ContactDetails, Vec<domain::ValidationError>> {
+        ContactDetails::parse(&ContactInput {
+            name: &self.name,
+            email: &self.email,
+            office_phone: &self.office_phone,
+            cell_phone: &self.cell_phone,
+            department: &self.department,
+            position: &self.position,
+            primary: self.primary.is_some(),
+            billing: self.billing.is_some(),
+            notes: &self.notes,
+        })
+    }
+
+    /// The form filled in with a contact's current details.
+    fn of(contact: &ContactRow) -> Self {
+        let flag = |on: bool| on.then(|| "on".to_owned());
+        Self {
+            csrf: String::new(),
+            name: contact.name.clone(),
+            email: contact.email.clone().unwrap_or_default(),
+            office_phone: contact.office_phone.clone(),
+            cell_phone: contact.cell_phone.clone(),
+            department: contact.department.clone(),
+            position: contact.position.clone(),
+            notes: contact.notes.clone(),
+            primary: flag(contact.is_primary),
+            billing: flag(contact.billing),
+        }
+    }
 }
 
 fn fields(input: &ContactFormInput, errors: &[domain::ValidationError]) -> Vec<FieldView> {
@@ -510,11 +587,11 @@ fn fields(input: &ContactFormInput, errors: &[domain::ValidationError]) -> Vec<F
     ]
 }
 
-#[allow(clippy::too_many_arguments)]
 fn contact_form(
     cookies: &Cookies,
     headers: &HeaderMap,
     company: &CompanyRow,
+    purpose: FormPurpose,
     input: &ContactFormInput,
     errors: &[domain::ValidationError],
     status: StatusCode,
@@ -526,8 +603,9 @@ fn contact_form(
             status,
             ContactForm {
                 csrf,
-                company_id: company.id,
-                company_name: company.name.clone(),
+                heading: purpose.heading,
+                action: purpose.action,
+                submit: purpose.submit,
                 fields: fields(input, errors),
                 primary,
                 billing,
@@ -542,6 +620,10 @@ fn contact_form(
                 csrf,
                 company_id: company.id,
                 company_name: company.name.clone(),
+                contact: purpose.contact,
+                heading: purpose.heading,
+                action: purpose.action,
+                submit: purpose.submit,
                 fields: fields(input, errors),
                 primary,
                 billing,
@@ -578,6 +660,7 @@ async fn new_contact_page(
             &cookies,
             &headers,
             &company,
+            FormPurpose::add(&company),
             &ContactFormInput::default(),
             &[],
             StatusCode::OK,
@@ -606,24 +689,14 @@ async fn add_contact(
         Ok(None) => return not_found_page(),
         Err(error) => return internal_page(error),
     };
-    let details = ContactDetails::parse(&ContactInput {
-        name: &input.name,
-        email: &input.email,
-        office_phone: &input.office_phone,
-        cell_phone: &input.cell_phone,
-        department: &input.department,
-        position: &input.position,
-        primary: input.primary.is_some(),
-        billing: input.billing.is_some(),
-        notes: &input.notes,
-    });
-    let details = match details {
+    let details = match input.details() {
         Ok(details) => details,
         Err(errors) => {
             return contact_form(
                 &cookies,
                 &headers,
                 &company,
+                FormPurpose::add(&company),
                 &input,
                 &errors,
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -660,7 +733,7 @@ async fn add_contact(
                 .await;
             form_done(
                 &headers,
-                &format!("/companies/{}#contacts", company.id),
+                &format!("/companies/{}/contacts", company.id),
                 &format!("Added {name}."),
             )
         }
@@ -669,9 +742,12 @@ async fn add_contact(
 }
 
 #[derive(Debug, Deserialize)]
-struct CsrfOnly {
+struct MarkForm {
     #[serde(default)]
     csrf: String,
+    /// `contact` when sent from the contact's own page (the answer goes back there).
+    #[serde(default)]
+    from: String,
 }
 
 async fn mark(
@@ -680,10 +756,10 @@ async fn mark(
     cookies: &Cookies,
     headers: &HeaderMap,
     path: Result<Path<String>, PathRejection>,
-    csrf: &str,
+    form: &MarkForm,
     command: ContactCommand,
 ) -> Response {
-    if let Some(refused) = csrf_refusal(cookies, headers, csrf) {
+    if let Some(refused) = csrf_refusal(cookies, headers, &form.csrf) {
         return refused;
     }
     if let Err(refused) = me.require(Action::EditContacts) {
@@ -715,10 +791,12 @@ async fn mark(
             } else {
                 format!("{} is current again.", done.state.details.name)
             };
-            redirect_with_flash(
-                &format!("/companies/{}#contacts", done.state.company_id),
-                &message,
-            )
+            let back = if form.from == "contact" {
+                format!("/contacts/{}", done.aggregate_id)
+            } else {
+                format!("/companies/{}/contacts", done.state.company_id)
+            };
+            redirect_with_flash(&back, &message)
         }
         Err(CommandError::NotFound) | Err(CommandError::Domain(ContactError::NotFound)) => {
             not_found_page()
@@ -739,7 +817,7 @@ async fn mark_former(
     axum::Extension(cookies): axum::Extension<Cookies>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<MarkForm>,
 ) -> Response {
     mark(
         &state,
@@ -747,7 +825,7 @@ async fn mark_former(
         &cookies,
         &headers,
         path,
-        &form.csrf,
+        &form,
         ContactCommand::MarkFormer,
     )
     .await
@@ -759,7 +837,7 @@ async fn mark_current(
     axum::Extension(cookies): axum::Extension<Cookies>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<MarkForm>,
 ) -> Response {
     mark(
         &state,
@@ -767,8 +845,195 @@ async fn mark_current(
         &cookies,
         &headers,
         path,
-        &form.csrf,
+        &form,
         ContactCommand::MarkCurrent,
     )
     .await
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "company_contacts.html")]
+struct ContactsTab {
+    flash: Option<String>,
+    csrf: String,
+    tabs: CompanyTabs,
+    contacts: Vec<ContactRow>,
+}
+
+/// The company's Contacts tab: its people, current ones first.
+async fn contacts_tab(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    if let Err(refused) = me.require(Action::ViewCompanies) {
+        return refused.into_response();
+    }
+    let (company, tabs) = match company_for_tab(&state, &me, path, CompanyTab::Contacts).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    match contacts::of_company(&state.pool, me.tenant_id, company.id).await {
+        Ok(contacts) => ContactsTab {
+            flash: cookies.flash.clone(),
+            csrf: cookies.csrf.clone(),
+            tabs,
+            contacts,
+        }
+        .into_response(),
+        Err(error) => internal_page(error),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "contact.html")]
+struct ContactView {
+    flash: Option<String>,
+    csrf: String,
+    contact: ContactRow,
+    company: CompanyRow,
+    updated: String,
+    history: Vec<HistoryView>,
+}
+
+/// A contact of the asker's tenant and their company (`None`: no such contact here).
+async fn contact_and_company(
+    state: &AppState,
+    me: &Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Option<(ContactRow, CompanyRow)>, sqlx::Error> {
+    let Some(id) = crate::console::path_uuid(path) else {
+        return Ok(None);
+    };
+    let Some(contact) = contacts::get(&state.pool, me.tenant_id, id).await? else {
+        return Ok(None);
+    };
+    let company = companies::get(&state.pool, me.tenant_id, contact.company_id).await?;
+    Ok(company.map(|company| (contact, company)))
+}
+
+/// A contact's own page: every detail, the company, Edit, left the company / mark current.
+async fn contact_page(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    if let Err(refused) = me.require(Action::ViewCompanies) {
+        return refused.into_response();
+    }
+    let (contact, company) = match contact_and_company(&state, &me, path).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found_page(),
+        Err(error) => return internal_page(error),
+    };
+    let history = match history_views(&state, &me, "contact", &contact.id.to_string()).await {
+        Ok(history) => history,
+        Err(error) => return internal_page(error),
+    };
+    ContactView {
+        flash: cookies.flash.clone(),
+        csrf: cookies.csrf.clone(),
+        updated: display_time(&contact.updated_at),
+        contact,
+        company,
+        history,
+    }
+    .into_response()
+}
+
+async fn edit_contact_page(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    if let Err(refused) = me.require(Action::EditContacts) {
+        return refused.into_response();
+    }
+    match contact_and_company(&state, &me, path).await {
+        Ok(Some((contact, company))) => contact_form(
+            &cookies,
+            &headers,
+            &company,
+            FormPurpose::edit(&contact),
+            &ContactFormInput::of(&contact),
+            &[],
+            StatusCode::OK,
+        ),
+        Ok(None) => not_found_page(),
+        Err(error) => internal_page(error),
+    }
+}
+
+/// Saves the Edit form (the contact's `Update` command): bad fields show the form again with
+/// the messages in place; a success goes back to the contact's page.
+async fn edit_contact(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    Form(input): Form<ContactFormInput>,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &input.csrf) {
+        return refused;
+    }
+    if let Err(refused) = me.require(Action::EditContacts) {
+        return refused.into_response();
+    }
+    let (contact, company) = match contact_and_company(&state, &me, path).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found_page(),
+        Err(error) => return internal_page(error),
+    };
+    let details = match input.details() {
+        Ok(details) => details,
+        Err(errors) => {
+            return contact_form(
+                &cookies,
+                &headers,
+                &company,
+                FormPurpose::edit(&contact),
+                &input,
+                &errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        }
+    };
+    let result = state
+        .store
+        .execute::<Contact>(
+            &contact.id.to_string(),
+            ContactCommand::Update { details },
+            &(),
+            &me.meta(),
+            ConflictPolicy::RetryOnce,
+        )
+        .await;
+    match result {
+        Ok(done) => {
+            state
+                .read_your_writes(&["contacts"], "contact", &done.aggregate_id, done.version)
+                .await;
+            let message = if done.events.is_empty() {
+                "Nothing changed.".to_owned()
+            } else {
+                format!("Saved {}.", done.state.details.name)
+            };
+            form_done(&headers, &format!("/contacts/{}", contact.id), &message)
+        }
+        Err(CommandError::NotFound) | Err(CommandError::Domain(ContactError::NotFound)) => {
+            not_found_page()
+        }
+        Err(CommandError::Domain(error)) => error_page(
+            StatusCode::CONFLICT,
+            &cookies,
+            "That cannot be done now",
+            &format!("{}.", capitalise(&error.to_string())),
+        ),
+        Err(error) => internal_page(error),
+    }
 }

@@ -68,6 +68,7 @@ pub const BEARER: &str = "bearer";
             api::CreateCompanyBody,
             api::UpdateCompanyBody,
             api::CompanyStatusFilter,
+            api::CustomerStatusJson,
             crate::tokens::TokenJson,
             crate::tokens::TokenList,
             crate::tokens::NewTokenJson,

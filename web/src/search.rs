@@ -78,13 +78,14 @@ async fn search_page(
             search: Some(q.as_str()),
             status: StatusFilter::All,
             limit: PER_KIND,
-            after: None,
+            ..Default::default()
         },
     )
     .await
     {
-        Ok(rows) => {
-            page.companies = rows
+        Ok(found) => {
+            page.companies = found
+                .rows
                 .into_iter()
                 .map(|row| Hit {
                     href: format!("/companies/{}", row.id),

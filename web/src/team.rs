@@ -446,12 +446,13 @@ async fn render_team(
                 search: None,
                 status: StatusFilter::Active,
                 limit: MAX_COMPANIES,
-                after: None,
+                ..Default::default()
             },
         )
         .await
         {
-            Ok(rows) => rows
+            Ok(page) => page
+                .rows
                 .into_iter()
                 .map(|c| Choice {
                     selected: form.company_id == c.id.to_string(),
