@@ -12,7 +12,8 @@ use crate::identity::Role;
 pub enum Action {
     /// See customer companies (list, detail, history).
     ViewCompanies,
-    /// Register, rename, archive and restore customer companies.
+    /// Register, rename, archive and restore customer companies; change their customer status
+    /// and profile (addresses, phone, website, notes, tags).
     EditCompanies,
     /// Set a company's monthly contract rate.
     SetCompanyRate,
@@ -53,7 +54,9 @@ impl Action {
     pub fn describe(self) -> &'static str {
         match self {
             Action::ViewCompanies => "See customer companies (list, detail, history)",
-            Action::EditCompanies => "Register, rename, archive, restore companies",
+            Action::EditCompanies => {
+                "Register, rename, archive, restore companies; edit their status and profile"
+            }
             Action::SetCompanyRate => "Set a company's monthly contract rate",
             Action::EditContacts => "Add and change a company's contacts",
             Action::ViewActivity => "Read the audit trail (Activity)",

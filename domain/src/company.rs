@@ -294,7 +294,7 @@ fn tags(values: &[&str], errors: &mut Vec<ValidationError>) -> Vec<String> {
         errors.push(ValidationError::new(
             "tags",
             format!(
-                "each tag must be 1 to {MAX_TAG_CHARS} letters, digits, spaces, - or _ (not {})",
+                "must each be 1 to {MAX_TAG_CHARS} letters, digits, spaces, - or _ (not {})",
                 bad.join(", ")
             ),
         ));

@@ -371,7 +371,8 @@ impl Cursor {
 
     /// `None` when the token was not made by `encode`.
     pub fn decode(token: &str) -> Option<Self> {
-        if token.len() < 32 || token.len() % 2 != 0 || !token.is_ascii() {
+        // An id and at least one byte of name (names are never empty).
+        if token.len() < 34 || !token.len().is_multiple_of(2) || !token.is_ascii() {
             return None;
         }
         let (id, name) = token.split_at(32);
@@ -494,4 +495,37 @@ pub async fn get<'e>(
         .bind(id)
         .fetch_optional(db)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let cursor = Cursor {
+            name_key: "acme & söhne".into(),
+            id: Uuid::from_u128(7),
+        };
+        let token = cursor.encode();
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "URL-safe");
+        assert_eq!(Cursor::decode(&token), Some(cursor));
+        for bad in [
+            "",
+            "zz",
+            &Uuid::from_u128(7).simple().to_string(),
+            "0000000000000000000000000000000741",
+            "000000000000000000000000000000074",
+            "0000000000000000000000000000000zz1",
+            "00000000000000000000000000000007ff",
+            "00000000000000000000000000000007é1",
+        ] {
+            let decoded = Cursor::decode(bad);
+            if bad == "0000000000000000000000000000000741" {
+                assert_eq!(decoded.unwrap().name_key, "A");
+            } else {
+                assert!(decoded.is_none(), "{bad}");
+            }
+        }
+    }
 }

@@ -76,7 +76,18 @@ enum Query {
     Raw(Vec<usize>),
 }
 
-const QUERY_KEYS: &[&str] = &["limit", "after", "q", "status", "x", "", "limit[]", "name"];
+const QUERY_KEYS: &[&str] = &[
+    "limit",
+    "after",
+    "q",
+    "status",
+    "customer_status",
+    "tag",
+    "x",
+    "",
+    "limit[]",
+    "name",
+];
 const QUERY_PIECES: &[&str] = &[
     "a",
     "=",
@@ -98,6 +109,9 @@ const QUERY_PIECES: &[&str] = &[
     "archived",
     "all",
     "active",
+    "prospect",
+    "vip",
+    "0123456789abcdef0123456789abcdef41",
     "[]",
     ";",
     "+",
@@ -229,6 +243,8 @@ fn case(world_operations: usize, world_ids: usize) -> impl Strategy<Value = Case
     ];
     let body = prop_oneof![
         2 => Just(Body::None),
+        // The schema's example as it is (bodies with many fields are rarely all plausible).
+        4 => Just(Body::SchemaIsh(vec![], false)),
         5 => (
             proptest::collection::vec(
                 prop_oneof![

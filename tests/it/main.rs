@@ -5,6 +5,7 @@ mod api;
 mod api_fuzz;
 mod auth;
 mod browser;
+mod company_profile;
 mod concurrency;
 mod console;
 mod contacts;

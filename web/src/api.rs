@@ -287,6 +287,26 @@ fn field_text<'a>(
     }
 }
 
+/// The order in which a company request's field errors are listed (the order of the fields).
+const COMPANY_FIELDS: [&str; 10] = [
+    "name",
+    "monthly_rate",
+    "archived",
+    "customer_status",
+    "billing_address",
+    "site_address",
+    "phone",
+    "website",
+    "notes",
+    "tags",
+];
+
+/// A company request's field errors in the order of its fields.
+fn in_field_order(mut errors: Vec<ValidationError>) -> Vec<ValidationError> {
+    errors.sort_by_key(|e| COMPANY_FIELDS.iter().position(|f| *f == e.field));
+    errors
+}
+
 /// The customer status and profile fields of a create or change request, checked together:
 /// every problem lands in `errors`.
 fn profile_fields<'a>(
@@ -340,7 +360,7 @@ pub struct CreateCompanyBody {
     #[schema(value_type = Option<String>, pattern = r"^\d+(\.\d{1,2})?$", example = "500.00")]
     monthly_rate: Option<Value>,
     /// `prospect`, `active`, `suspended` or `former`. Absent or null: `active`.
-    #[schema(value_type = Option<CustomerStatusJson>)]
+    #[schema(value_type = Option<CustomerStatusJson>, example = "active")]
     customer_status: Option<Value>,
     /// Several lines, at most 500 characters; no control characters but line breaks.
     #[schema(value_type = Option<String>, max_length = 500, example = "Acme Ltd\n1 Main St")]
@@ -381,7 +401,7 @@ pub struct UpdateCompanyBody {
     #[schema(value_type = Option<bool>)]
     archived: Option<Value>,
     /// `prospect`, `active`, `suspended` or `former`.
-    #[schema(value_type = Option<CustomerStatusJson>)]
+    #[schema(value_type = Option<CustomerStatusJson>, example = "active")]
     customer_status: Option<Value>,
     /// Several lines, at most 500 characters; no control characters but line breaks.
     #[schema(value_type = Option<String>, max_length = 500, example = "Acme Ltd\n1 Main St")]
@@ -588,7 +608,7 @@ async fn create_company_as(
         .collect();
     let (customer_status, profile) = profile_fields(&body.profile(), &mut errors);
     let (Ok(name), Ok(monthly_rate), true) = (name, rate, errors.is_empty()) else {
-        return Err(ApiError::Invalid(errors));
+        return Err(ApiError::Invalid(in_field_order(errors)));
     };
     let meta = command_meta(me, headers)?;
     let id = meta.new_aggregate_id();
@@ -857,7 +877,7 @@ async fn update_company_as(
             customer_status,
             profile,
         },
-        _ => return Err(ApiError::Invalid(errors)),
+        _ => return Err(ApiError::Invalid(in_field_order(errors))),
     };
     let meta = command_meta(me, headers)?;
     let done = state

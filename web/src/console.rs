@@ -386,7 +386,22 @@ pub struct TabLink {
 
 /// The heading and tab bar of a company's pages. A page that shows them has a field
 /// `tabs: CompanyTabs` and `{% include "company_tabs.html" %}` where they go; the handler gets
-/// both the company and its tabs from `company_for_tab` (404 for anything not the asker's).
+/// both the company and its tabs from `company_for_tab` (404 for anything not the asker's):
+///
+/// ```ignore
+/// async fn assets_tab(State(state): State<AppState>, me: Principal,
+///     Extension(cookies): Extension<Cookies>, path: Result<Path<String>, PathRejection>,
+/// ) -> Response {
+///     if let Err(refused) = me.require(Action::ViewCompanies) {
+///         return refused.into_response();
+///     }
+///     let (company, tabs) = match company_for_tab(&state, &me, path, CompanyTab::Assets).await {
+///         Ok(found) => found,
+///         Err(page) => return page,
+///     };
+///     AssetsTab { flash: cookies.flash.clone(), tabs, /* … */ }.into_response()
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CompanyTabs {
     pub id: Uuid,
@@ -964,7 +979,7 @@ async fn field_form(
     headers: &HeaderMap,
     id: &str,
     form: FieldForm,
-    decide: impl FnOnce(&FieldForm) -> Result<(CompanyCommand, String), CompanyFormView>,
+    decide: impl FnOnce(&FieldForm) -> Result<(CompanyCommand, String), Box<CompanyFormView>>,
 ) -> Response {
     if let Some(refused) = csrf_refusal(cookies, headers, &form.csrf) {
         return refused;
@@ -982,7 +997,7 @@ async fn field_form(
                 me,
                 cookies,
                 id,
-                Some(view),
+                Some(*view),
                 StatusCode::UNPROCESSABLE_ENTITY,
             )
             .await
@@ -1011,11 +1026,11 @@ async fn rename(
                 CompanyCommand::Rename { name: name.clone() },
                 format!("Renamed to {name}."),
             )),
-            Err(e) => Err(CompanyFormView {
+            Err(e) => Err(Box::new(CompanyFormView {
                 name: form.name.clone(),
                 name_error: Some(format!("Name {}", e.message)),
                 ..Default::default()
-            }),
+            })),
         },
     )
     .await
@@ -1042,11 +1057,11 @@ async fn set_rate(
                 CompanyCommand::SetMonthlyRate { monthly_rate },
                 format!("Monthly rate set to {monthly_rate}."),
             )),
-            Err(e) => Err(CompanyFormView {
+            Err(e) => Err(Box::new(CompanyFormView {
                 monthly_rate: form.monthly_rate.clone(),
                 rate_error: Some(format!("Monthly rate {}", e.message)),
                 ..Default::default()
-            }),
+            })),
         },
     )
     .await
