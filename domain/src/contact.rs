@@ -50,7 +50,7 @@ pub struct ContactInput<'a> {
     pub notes: &'a str,
 }
 
-fn text(
+pub(crate) fn text(
     field: &'static str,
     value: &str,
     max: usize,
