@@ -28,6 +28,17 @@ pub struct Vault {
     source: KeySource,
 }
 
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Vault(key {} from {})",
+            self.current_key_id(),
+            self.source
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error(transparent)]

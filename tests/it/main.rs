@@ -3,6 +3,7 @@
 mod activity;
 mod api;
 mod api_fuzz;
+mod assets;
 mod auth;
 mod browser;
 mod concurrency;

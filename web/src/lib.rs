@@ -4,11 +4,14 @@
 
 pub mod activity;
 pub mod api;
+pub mod asset_pages;
 pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod console;
 pub mod contacts;
+pub mod credentials;
+pub mod equipment;
 pub mod error;
 pub mod health;
 pub mod openapi;
@@ -42,6 +45,9 @@ pub fn router(state: AppState) -> Router {
         .merge(search::router())
         .merge(settings::router())
         .merge(contacts::router())
+        .merge(equipment::router())
+        .merge(asset_pages::router())
+        .merge(credentials::router())
         .merge(team::router())
         .merge(tokens::router())
         .merge(openapi::router())
