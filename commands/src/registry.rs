@@ -67,8 +67,8 @@ const fn kind<A: StoredAggregate>() -> AggregateKind {
 
 /// Every aggregate type stored in the log.
 pub const AGGREGATES: &[AggregateKind] = &[
-    kind::<domain::asset::Asset>(),
     kind::<domain::company::Company>(),
+    kind::<domain::asset::Asset>(),
     kind::<domain::contact::Contact>(),
     kind::<domain::credential::Credential>(),
     kind::<domain::sequence::NumberSequence>(),
