@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use domain::asset::AssetEvent;
 use domain::company::CompanyEvent;
 use domain::contact::ContactEvent;
+use domain::credential::CredentialEvent;
 use domain::sequence::SequenceEvent;
 use domain::tenant::TenantEvent;
 use domain::user::UserEvent;
@@ -65,6 +66,10 @@ pub fn summary(aggregate_type: &str, event_type: &str, payload: &Value) -> Strin
         },
         "asset" => match serde_json::from_value::<AssetEvent>(payload.clone()) {
             Ok(event) => asset_event_summary(&event),
+            Err(_) => humanize(event_type),
+        },
+        "credential" => match serde_json::from_value::<CredentialEvent>(payload.clone()) {
+            Ok(event) => credential_event_summary(&event),
             Err(_) => humanize(event_type),
         },
         "sequence" => match serde_json::from_value::<SequenceEvent>(payload.clone()) {
@@ -153,6 +158,42 @@ fn asset_event_summary(event: &AssetEvent) -> String {
         AssetEvent::AssetDocumentRemoved { file_name, .. } => {
             format!("Document “{file_name}” removed")
         }
+    }
+}
+
+/// The sentence for a credential event. Never a secret: events hold none.
+fn credential_event_summary(event: &CredentialEvent) -> String {
+    let from = |address: &str| {
+        if address.is_empty() {
+            String::new()
+        } else {
+            format!(" from {address}")
+        }
+    };
+    match event {
+        CredentialEvent::CredentialAdded { details, .. } => {
+            format!("Credential “{}” added", details.label)
+        }
+        CredentialEvent::CredentialUpdated { details } => {
+            format!("Credential “{}” changed", details.label)
+        }
+        CredentialEvent::CredentialSecretChanged { .. } => "Credential's secrets changed".into(),
+        CredentialEvent::CredentialRevealed { address, .. } => {
+            format!("Credential's secrets revealed{}", from(address))
+        }
+        CredentialEvent::CredentialShared {
+            max_views,
+            expires_at,
+            ..
+        } => format!(
+            "Share link made ({max_views} view(s), until {})",
+            expires_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        CredentialEvent::CredentialShareRevoked { .. } => "Share link revoked".into(),
+        CredentialEvent::CredentialShareViewed { address, view, .. } => {
+            format!("Share link used (view {view}){}", from(address))
+        }
+        CredentialEvent::CredentialRemoved {} => "Credential removed".into(),
     }
 }
 

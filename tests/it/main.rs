@@ -6,6 +6,7 @@ mod api_fuzz;
 mod assets;
 mod auth;
 mod browser;
+mod browser_assets;
 mod concurrency;
 mod console;
 mod contacts;
