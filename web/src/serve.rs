@@ -75,7 +75,8 @@ pub async fn load_vault(
     match vault.source() {
         commands::vault::KeySource::Generated(path) => {
             tracing::warn!(path = %path.display(), key_id = %vault.current_key_id(),
-                "vault: no master key was configured, so one was generated; back this file up                  with the database (without it the stored passwords cannot be read)");
+                "vault: no master key was configured, so one was generated; back this file up \
+                 with the database (without it the stored passwords cannot be read)");
             println!(
                 "vault: generated a master key in {} (key id {}); back it up with the database",
                 path.display(),
