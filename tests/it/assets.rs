@@ -846,3 +846,75 @@ async fn rotating_the_key_file_keeps_every_secret_readable_while_serving() {
     drop(server);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn the_tag_prefix_and_own_categories_are_settings() {
+    let app = TestApp::new().await;
+    let tenant = app
+        .request(Method::GET, "/api/v1/tenant", None)
+        .await
+        .json();
+    assert_eq!(tenant["asset_tag_prefix"], "ACME");
+    assert_eq!(tenant["asset_categories"], json!([]));
+    let bad = app
+        .request(
+            Method::PATCH,
+            "/api/v1/tenant",
+            Some(r#"{"asset_tag_prefix": "AC-ME", "asset_categories": ["kiosk", "a/b"]}"#),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.text.contains("asset_tag_prefix") && bad.text.contains("a/b"),
+        "{}",
+        bad.text
+    );
+    let set = app
+        .request(
+            Method::PATCH,
+            "/api/v1/tenant",
+            Some(r#"{"asset_tag_prefix": "nw", "asset_categories": ["Kiosk", "laptop", "kiosk"]}"#),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    assert_eq!(set.json()["asset_tag_prefix"], "NW");
+    assert_eq!(
+        set.json()["asset_categories"],
+        json!(["kiosk"]),
+        "built-ins and duplicates dropped"
+    );
+    let shop = company(&app, "Shop").await;
+    let kiosk = asset(
+        &app,
+        json!({"company_id": shop, "name": "Till 1", "category": "kiosk"}),
+    )
+    .await;
+    assert_eq!(kiosk["tag"], "NW-00001");
+    let refused = app
+        .request(
+            Method::POST,
+            "/api/v1/assets",
+            Some(&json!({"company_id": shop, "name": "x", "category": "drone"}).to_string()),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.text.contains("kiosk"),
+        "the message lists the allowed ones: {}",
+        refused.text
+    );
+    // Technicians may not change settings.
+    let tech = app
+        .person(&app.owner, Role::Technician, "tech@acme.test", None)
+        .await;
+    let forbidden = app
+        .send_body_as(
+            Some(&tech),
+            Method::PATCH,
+            "/api/v1/tenant",
+            r#"{"asset_tag_prefix": "X"}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+}
