@@ -13,6 +13,7 @@ mod contacts;
 mod e2e;
 mod event_store;
 mod identity;
+mod import;
 mod openapi;
 mod projections_it;
 mod settings;

@@ -181,6 +181,34 @@ impl AssetBody {
     }
 }
 
+/// A body for a new asset from the 13 detail values (in `AssetInput`'s order).
+pub fn body_of(
+    company_id: Uuid,
+    v: &[String; 13],
+    status: &str,
+    contact_id: Option<Uuid>,
+) -> AssetBody {
+    let some = |s: &String| Some(s.clone());
+    AssetBody {
+        company_id: Some(company_id),
+        name: some(&v[0]),
+        category: some(&v[1]),
+        make: some(&v[2]),
+        model: some(&v[3]),
+        serial_number: some(&v[4]),
+        mac_address: some(&v[5]),
+        ip_address: some(&v[6]),
+        operating_system: some(&v[7]),
+        location: some(&v[8]),
+        purchase_date: some(&v[9]),
+        warranty_end: some(&v[10]),
+        vendor: some(&v[11]),
+        notes: some(&v[12]),
+        status: (!status.is_empty()).then(|| status.to_owned()),
+        contact_id: Some(contact_id),
+    }
+}
+
 /// The 13 detail values in `AssetInput`'s order, as an input.
 pub fn input_of(v: &[String; 13]) -> AssetInput<'_> {
     AssetInput {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod console;
 pub mod contacts;
 pub mod credentials;
+pub mod csv_io;
 pub mod equipment;
 pub mod error;
 pub mod health;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(contacts::router())
         .merge(equipment::router())
         .merge(asset_pages::router())
+        .merge(csv_io::router())
         .merge(credentials::router())
         .merge(team::router())
         .merge(tokens::router())
