@@ -7,9 +7,11 @@ pub mod identity;
 pub mod meta;
 pub mod outbox;
 pub mod registry;
+pub mod secrets;
 pub mod sessions;
 pub mod store;
 pub mod throttle;
+pub mod totp;
 pub mod vault;
 
 pub use meta::{EventMeta, DEFAULT_TENANT_ID};

@@ -68,7 +68,10 @@ const fn kind<A: StoredAggregate>() -> AggregateKind {
 /// Every aggregate type stored in the log.
 pub const AGGREGATES: &[AggregateKind] = &[
     kind::<domain::company::Company>(),
+    kind::<domain::asset::Asset>(),
     kind::<domain::contact::Contact>(),
+    kind::<domain::credential::Credential>(),
+    kind::<domain::sequence::NumberSequence>(),
     kind::<domain::tenant::Tenant>(),
     kind::<domain::user::User>(),
 ];

@@ -43,8 +43,11 @@ pub trait StoredAggregate: Aggregate + Clone + 'static {
     }
 }
 
+impl StoredAggregate for domain::asset::Asset {}
 impl StoredAggregate for domain::company::Company {}
 impl StoredAggregate for domain::contact::Contact {}
+impl StoredAggregate for domain::credential::Credential {}
+impl StoredAggregate for domain::sequence::NumberSequence {}
 impl StoredAggregate for domain::tenant::Tenant {}
 impl StoredAggregate for domain::user::User {}
 
@@ -327,6 +330,141 @@ impl EventStore {
             true,
         )
         .await
+    }
+
+    /// Creates an aggregate that receives the next number of the tenant's gapless sequence
+    /// `sequence` (asset tags, invoice numbers): `command(number)` is decided on the empty
+    /// state, and its events are appended in one transaction with the sequence's
+    /// `NumberIssued` at that number. A concurrent creator that took the number first makes
+    /// the transaction fail on the sequence's key, and the command is decided again with the
+    /// next number; a number is stored only together with its record, so none is skipped. A
+    /// retried command (same id) returns its first outcome, with its first number.
+    pub async fn create_numbered<A>(
+        &self,
+        aggregate_id: &str,
+        sequence: &str,
+        command: impl Fn(u64) -> A::Command,
+        services: &A::Services,
+        meta: &EventMeta,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A: StoredAggregate,
+    {
+        use domain::sequence::{sequence_id, NumberSequence, SequenceEvent};
+        /// Creators racing for numbers: enough attempts for dozens of simultaneous ones.
+        const ATTEMPTS: u32 = 200;
+        let metadata =
+            serde_json::to_value(meta).map_err(|e| CommandError::Store(e.to_string()))?;
+        let stream = sequence_id(meta.tenant_id, sequence);
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                // Both the record and the number may have moved: look at the log again.
+                match self.load_for::<A>(aggregate_id, meta).await? {
+                    Err(replayed) => return Ok(replayed),
+                    Ok((mut existing, version)) if version > 0 => {
+                        // Made by another command: the aggregate decides (it refuses).
+                        let sink = EventSink::default();
+                        existing
+                            .handle(command(0), services, &sink)
+                            .await
+                            .map_err(CommandError::Domain)?;
+                        return Err(CommandError::Conflict);
+                    }
+                    Ok(_) => {}
+                }
+                if attempt > 2 {
+                    let pause = rand::random::<u64>() % (attempt.min(20) as u64 * 500);
+                    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+                }
+            }
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+            )
+            .bind(NumberSequence::TYPE)
+            .bind(&stream)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+            let number = last.unwrap_or(0) as u64 + 1;
+            let mut state = A::default();
+            let sink = EventSink::default();
+            let decided = state.handle(command(number), services, &sink).await;
+            let events = sink.collect().await;
+            decided.map_err(CommandError::Domain)?;
+            let issued = SequenceEvent::NumberIssued {
+                number,
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+            };
+            let mut rows = vec![(
+                NumberSequence::TYPE,
+                stream.clone(),
+                number as i64,
+                issued.event_type(),
+                issued.event_version(),
+                serde_json::to_value(&issued).map_err(|e| CommandError::Store(e.to_string()))?,
+            )];
+            for (i, event) in events.iter().enumerate() {
+                rows.push((
+                    A::TYPE,
+                    aggregate_id.to_owned(),
+                    i as i64 + 1,
+                    event.event_type(),
+                    event.event_version(),
+                    serde_json::to_value(event).map_err(|e| CommandError::Store(e.to_string()))?,
+                ));
+            }
+            match self.insert_rows(&rows, &metadata).await {
+                Ok(()) => {
+                    self.appended.send_modify(|n| *n += 1);
+                    self.cache.put(
+                        aggregate_id,
+                        &state,
+                        events.len(),
+                        meta.tenant_id,
+                        [meta.command_id],
+                    );
+                    return Ok(Executed {
+                        aggregate_id: aggregate_id.to_owned(),
+                        version: events.len(),
+                        events,
+                        state,
+                        replayed: false,
+                    });
+                }
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                    tracing::debug!(sequence, number, "number taken; trying the next one");
+                }
+                Err(other) => return Err(CommandError::Store(other.to_string())),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// Appends events of several aggregates in one transaction (all or none).
+    async fn insert_rows(
+        &self,
+        rows: &[(&str, String, i64, String, String, serde_json::Value)],
+        metadata: &serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for (aggregate_type, aggregate_id, sequence, event_type, event_version, payload) in rows {
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                    event_version, payload, metadata)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(sequence)
+            .bind(event_type)
+            .bind(event_version)
+            .bind(payload)
+            .bind(metadata)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
     }
 
     async fn run<A>(

@@ -136,6 +136,14 @@ impl Keyring {
         &self.current.id
     }
 
+    /// The ids of every key, the current one first.
+    pub fn key_ids(&self) -> Vec<String> {
+        std::iter::once(&self.current)
+            .chain(&self.older)
+            .map(|k| k.id.clone())
+            .collect()
+    }
+
     /// Seals `plaintext` for `place` under the current key.
     pub fn seal(&self, plaintext: &str, place: Place<'_>) -> String {
         let mut nonce = [0u8; 12];
@@ -220,39 +228,105 @@ pub enum KeySource {
     Generated(PathBuf),
 }
 
-/// The master key from `ST_MASTER_KEY` (`env_key`), else the file `key_file`, else a new key
-/// written to `default_file` (mode 0600) on first start.
-pub fn load_or_create(
-    env_key: Option<&str>,
-    key_file: Option<&Path>,
-    default_file: &Path,
-) -> Result<(MasterKey, KeySource), KeyError> {
-    if let Some(text) = env_key {
-        return Ok((MasterKey::from_base64(text)?, KeySource::Environment));
+impl KeySource {
+    /// The key file, when the keys live in one (rotation writes the new key there).
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Self::Environment => None,
+            Self::File(path) | Self::Generated(path) => Some(path),
+        }
     }
-    let file_error = |path: &Path, message: String| KeyError::File {
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Environment => write!(f, "ST_MASTER_KEY"),
+            Self::File(path) => write!(f, "the key file {}", path.display()),
+            Self::Generated(path) => write!(f, "the key file {} (generated now)", path.display()),
+        }
+    }
+}
+
+/// Reads a key file: one base64 key per line, the current key first and older ones (kept to
+/// open secrets not yet re-sealed) after it; blank lines and `#` comments are ignored.
+pub fn read_key_file(path: &Path) -> Result<Keyring, KeyError> {
+    let file_error = |message: String| KeyError::File {
         path: path.display().to_string(),
         message,
     };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let mut keys = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| MasterKey::from_base64(line).map_err(|e| file_error(e.to_string())));
+    let current = keys
+        .next()
+        .unwrap_or_else(|| Err(file_error("holds no key".into())))?;
+    keys.try_fold(Keyring::new(current), |ring, key| Ok(ring.with_older(key?)))
+}
+
+/// Writes a key file for `ring` (current key first) in place of the old one, atomically: a
+/// reader sees the old file or the new one, never half of one.
+pub fn write_key_file(path: &Path, ring_text: &[String]) -> Result<(), KeyError> {
+    let file_error = |message: String| KeyError::File {
+        path: path.display().to_string(),
+        message,
+    };
+    let temporary = path.with_extension(format!("new-{}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    let mut contents = String::from(
+        "# SupportTracker master keys: the first seals, the others only open older secrets.\n",
+    );
+    for line in ring_text {
+        contents.push_str(line);
+        contents.push('\n');
+    }
+    write_private(&temporary, &contents).map_err(|e| file_error(e.to_string()))?;
+    std::fs::rename(&temporary, path).map_err(|e| file_error(e.to_string()))
+}
+
+/// The keys from `ST_MASTER_KEY` (`env_key`, plus `previous`: older keys still needed to open
+/// secrets during a rotation), else the file `key_file`, else a new key written to
+/// `default_file` (mode 0600) on first start.
+pub fn load_or_create(
+    env_key: Option<&str>,
+    previous: &[String],
+    key_file: Option<&Path>,
+    default_file: &Path,
+) -> Result<(Keyring, KeySource), KeyError> {
+    if let Some(text) = env_key {
+        let mut ring = Keyring::new(MasterKey::from_base64(text)?);
+        for older in previous {
+            ring = ring.with_older(MasterKey::from_base64(older)?);
+        }
+        return Ok((ring, KeySource::Environment));
+    }
     if let Some(path) = key_file {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
-        let key = MasterKey::from_base64(&text).map_err(|e| file_error(path, e.to_string()))?;
-        return Ok((key, KeySource::File(path.to_owned())));
+        return Ok((read_key_file(path)?, KeySource::File(path.to_owned())));
     }
     if default_file.exists() {
-        let text = std::fs::read_to_string(default_file)
-            .map_err(|e| file_error(default_file, e.to_string()))?;
-        let key =
-            MasterKey::from_base64(&text).map_err(|e| file_error(default_file, e.to_string()))?;
-        return Ok((key, KeySource::File(default_file.to_owned())));
+        return Ok((
+            read_key_file(default_file)?,
+            KeySource::File(default_file.to_owned()),
+        ));
     }
     let (key, text) = MasterKey::generate();
     if let Some(dir) = default_file.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| file_error(default_file, e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| KeyError::File {
+            path: default_file.display().to_string(),
+            message: e.to_string(),
+        })?;
     }
-    write_private(default_file, &format!("{text}\n"))
-        .map_err(|e| file_error(default_file, e.to_string()))?;
-    Ok((key, KeySource::Generated(default_file.to_owned())))
+    write_private(default_file, &format!("{text}\n")).map_err(|e| KeyError::File {
+        path: default_file.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok((
+        Keyring::new(key),
+        KeySource::Generated(default_file.to_owned()),
+    ))
 }
 
 /// Writes a file only its owner can read (created new: an existing file is never replaced).
@@ -369,20 +443,31 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("st-vault-{}", uuid::Uuid::new_v4()));
         let file = dir.join("vault.key");
-        let (first, source) = load_or_create(None, None, &file).unwrap();
+        let (first, source) = load_or_create(None, &[], None, &file).unwrap();
         assert_eq!(source, KeySource::Generated(file.clone()));
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let (again, source) = load_or_create(None, None, &file).unwrap();
+        let (again, source) = load_or_create(None, &[], None, &file).unwrap();
         assert_eq!(source, KeySource::File(file.clone()));
-        assert_eq!(first.id(), again.id());
+        assert_eq!(first.current_id(), again.current_id());
         let env = STANDARD.encode([1u8; 32]);
-        let (from_env, source) = load_or_create(Some(&env), None, &file).unwrap();
+        let old = STANDARD.encode([2u8; 32]);
+        let (from_env, source) =
+            load_or_create(Some(&env), std::slice::from_ref(&old), None, &file).unwrap();
         assert_eq!(source, KeySource::Environment);
-        assert_ne!(from_env.id(), first.id());
+        assert_ne!(from_env.current_id(), first.current_id());
+        assert_eq!(from_env.key_ids().len(), 2, "the previous key opens too");
+        // A rotated file: the new key first, the old one kept for opening.
+        write_key_file(&file, &[env.clone(), old.clone()]).unwrap();
+        let ring = read_key_file(&file).unwrap();
+        assert_eq!(ring.key_ids(), from_env.key_ids());
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a rewritten key file stays private");
         std::fs::write(&file, "garbage").unwrap();
-        let error = load_or_create(None, Some(&file), &file).unwrap_err();
+        let error = load_or_create(None, &[], Some(&file), &file).unwrap_err();
         assert!(error.to_string().contains("vault.key"), "{error}");
+        std::fs::write(&file, "# only a comment\n").unwrap();
+        assert!(read_key_file(&file).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

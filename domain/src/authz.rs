@@ -19,6 +19,11 @@ pub enum Action {
     SetCompanyRate,
     /// Add and change a company's contacts (its people).
     EditContacts,
+    /// Register and change assets (equipment), attach documents, import assets.
+    EditAssets,
+    /// The credentials vault: see labels, add and change credentials, reveal their secrets,
+    /// share them by link. Never clients.
+    UseVault,
     /// Read the audit trail (Activity).
     ViewActivity,
     /// See the tenant's people and their roles.
@@ -36,11 +41,13 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 13] = [
         Action::ViewCompanies,
         Action::EditCompanies,
         Action::SetCompanyRate,
         Action::EditContacts,
+        Action::EditAssets,
+        Action::UseVault,
         Action::ViewActivity,
         Action::ViewUsers,
         Action::ManageUsers,
@@ -59,6 +66,8 @@ impl Action {
             }
             Action::SetCompanyRate => "Set a company's monthly contract rate",
             Action::EditContacts => "Add and change a company's contacts",
+            Action::EditAssets => "Register and change assets, attach documents, import",
+            Action::UseVault => "Credentials vault: add, change, reveal secrets, share links",
             Action::ViewActivity => "Read the audit trail (Activity)",
             Action::ViewUsers => "See the team: people and their roles",
             Action::ManageUsers => "Invite, change role, disable, enable, remove people",
@@ -79,6 +88,8 @@ impl Action {
             Action::EditCompanies => &[Owner, Admin],
             Action::SetCompanyRate => &[Owner, Admin, Accountant],
             Action::EditContacts => &[Owner, Admin, Technician],
+            Action::EditAssets => &[Owner, Admin, Technician],
+            Action::UseVault => &[Owner, Admin, Technician],
             Action::ViewActivity => &[Owner, Admin, Accountant],
             Action::ViewUsers => &[Owner, Admin],
             Action::ManageUsers => &[Owner, Admin],

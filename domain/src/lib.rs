@@ -2,11 +2,14 @@
 //! rules that decide them. Nothing here does I/O or knows about HTTP or SQL; anything from
 //! outside an aggregate (clock, ids, crypto) reaches it through the aggregate's `Services`.
 
+pub mod asset;
 pub mod authz;
 pub mod company;
 pub mod contact;
+pub mod credential;
 pub mod error;
 pub mod identity;
+pub mod sequence;
 pub mod tenant;
 pub mod user;
 pub mod values;

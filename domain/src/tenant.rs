@@ -27,6 +27,12 @@ pub struct Tenant {
     pub currency: Option<Currency>,
     pub time_zone: Option<TimeZone>,
     pub members: BTreeMap<Uuid, Member>,
+    /// The prefix of new asset tags; `None`: derived from the name (`asset::default_tag_prefix`).
+    #[serde(default)]
+    pub asset_tag_prefix: Option<String>,
+    /// Asset categories this tenant defined, beside the built-in ones.
+    #[serde(default)]
+    pub asset_categories: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +67,12 @@ pub enum TenantCommand {
     },
     RemoveMember {
         user_id: Uuid,
+    },
+    /// Sets the asset tag prefix (for assets registered from now on) and the tenant's own
+    /// asset categories (already checked with `asset::parse_tag_prefix` / `parse_category_name`).
+    ChangeAssetSettings {
+        tag_prefix: String,
+        categories: Vec<String>,
     },
 }
 
@@ -99,6 +111,10 @@ pub enum TenantEvent {
     MemberRemoved {
         user_id: Uuid,
     },
+    AssetSettingsChanged {
+        tag_prefix: String,
+        categories: Vec<String>,
+    },
 }
 
 impl DomainEvent for TenantEvent {
@@ -112,6 +128,7 @@ impl DomainEvent for TenantEvent {
             Self::MemberDisabled { .. } => "MemberDisabled",
             Self::MemberEnabled { .. } => "MemberEnabled",
             Self::MemberRemoved { .. } => "MemberRemoved",
+            Self::AssetSettingsChanged { .. } => "AssetSettingsChanged",
         }
         .to_string()
     }
@@ -183,6 +200,22 @@ impl Tenant {
             .map(|(id, _)| *id)
             .collect();
         owners == [user_id]
+    }
+
+    /// The prefix of the next asset tags.
+    pub fn tag_prefix(&self) -> String {
+        self.asset_tag_prefix
+            .clone()
+            .unwrap_or_else(|| crate::asset::default_tag_prefix(&self.name))
+    }
+
+    /// Every category an asset of this tenant may have: the built-in ones, then its own.
+    pub fn categories(&self) -> Vec<String> {
+        crate::asset::BUILT_IN_CATEGORIES
+            .iter()
+            .map(|c| c.to_string())
+            .chain(self.asset_categories.iter().cloned())
+            .collect()
     }
 
     /// The role of an enabled member (`None`: not a member, or disabled).
@@ -304,6 +337,22 @@ impl Tenant {
                 }
                 vec![E::MemberRemoved { user_id }]
             }
+            TenantCommand::ChangeAssetSettings {
+                tag_prefix,
+                mut categories,
+            } => {
+                categories.sort();
+                categories.dedup();
+                categories.retain(|c| !crate::asset::BUILT_IN_CATEGORIES.contains(&c.as_str()));
+                if tag_prefix == self.tag_prefix() && categories == self.asset_categories {
+                    vec![]
+                } else {
+                    vec![E::AssetSettingsChanged {
+                        tag_prefix,
+                        categories,
+                    }]
+                }
+            }
         })
     }
 }
@@ -379,6 +428,13 @@ impl Aggregate for Tenant {
             }
             TenantEvent::MemberRemoved { user_id } => {
                 self.members.remove(&user_id);
+            }
+            TenantEvent::AssetSettingsChanged {
+                tag_prefix,
+                categories,
+            } => {
+                self.asset_tag_prefix = Some(tag_prefix);
+                self.asset_categories = categories;
             }
         }
     }

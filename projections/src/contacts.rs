@@ -13,7 +13,7 @@ use crate::{ApplyError, Projection, StoredEvent, Tables};
 
 pub struct ContactsProjection;
 
-fn decode(event: &StoredEvent) -> Result<ContactEvent, String> {
+pub(crate) fn decode(event: &StoredEvent) -> Result<ContactEvent, String> {
     if event.event_version == "1" {
         serde_json::from_str(event.payload.get()).map_err(|e| e.to_string())
     } else {

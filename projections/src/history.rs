@@ -2,8 +2,11 @@
 //! sentence that tells a person what each event did.
 
 use chrono::{DateTime, Utc};
+use domain::asset::AssetEvent;
 use domain::company::{CompanyEvent, CustomerStatus};
 use domain::contact::ContactEvent;
+use domain::credential::CredentialEvent;
+use domain::sequence::SequenceEvent;
 use domain::tenant::TenantEvent;
 use domain::user::UserEvent;
 use serde_json::Value;
@@ -61,6 +64,22 @@ pub fn summary(aggregate_type: &str, event_type: &str, payload: &Value) -> Strin
             Ok(ContactEvent::ContactReturned {}) => "Back at the company".into(),
             Err(_) => humanize(event_type),
         },
+        "asset" => match serde_json::from_value::<AssetEvent>(payload.clone()) {
+            Ok(event) => asset_event_summary(&event),
+            Err(_) => humanize(event_type),
+        },
+        "credential" => match serde_json::from_value::<CredentialEvent>(payload.clone()) {
+            Ok(event) => credential_event_summary(&event),
+            Err(_) => humanize(event_type),
+        },
+        "sequence" => match serde_json::from_value::<SequenceEvent>(payload.clone()) {
+            Ok(SequenceEvent::NumberIssued {
+                number,
+                aggregate_type,
+                ..
+            }) => format!("Number {number} issued to a new {aggregate_type}"),
+            Err(_) => humanize(event_type),
+        },
         "user" => match serde_json::from_value::<UserEvent>(payload.clone()) {
             Ok(event) => user_event_summary(&event),
             Err(_) => humanize(event_type),
@@ -95,6 +114,86 @@ fn tenant_event_summary(event: &TenantEvent) -> String {
         TenantEvent::MemberDisabled { .. } => "Member disabled".into(),
         TenantEvent::MemberEnabled { .. } => "Member enabled".into(),
         TenantEvent::MemberRemoved { .. } => "Member removed".into(),
+        TenantEvent::AssetSettingsChanged {
+            tag_prefix,
+            categories,
+        } => {
+            if categories.is_empty() {
+                format!("Asset settings changed: tags {tag_prefix}-…")
+            } else {
+                format!(
+                    "Asset settings changed: tags {tag_prefix}-…, own categories {}",
+                    categories.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// The sentence for an asset event (contacts are named by id; pages put names on them).
+fn asset_event_summary(event: &AssetEvent) -> String {
+    match event {
+        AssetEvent::AssetRegistered { tag, details, .. } => {
+            format!("{tag} {} registered ({})", details.name, details.category)
+        }
+        AssetEvent::AssetUpdated { details } => format!("{} updated", details.name),
+        AssetEvent::AssetStatusChanged {
+            status,
+            previous_status,
+        } => format!(
+            "Status set to {} (was {})",
+            status.label(),
+            previous_status.label()
+        ),
+        AssetEvent::AssetAssigned {
+            contact_id: Some(_),
+            ..
+        } => "Assigned to a contact".into(),
+        AssetEvent::AssetAssigned {
+            contact_id: None, ..
+        } => "No longer assigned to anyone".into(),
+        AssetEvent::AssetDocumentAttached { document } => {
+            format!("Document “{}” attached", document.file_name)
+        }
+        AssetEvent::AssetDocumentRemoved { file_name, .. } => {
+            format!("Document “{file_name}” removed")
+        }
+    }
+}
+
+/// The sentence for a credential event. Never a secret: events hold none.
+fn credential_event_summary(event: &CredentialEvent) -> String {
+    let from = |address: &str| {
+        if address.is_empty() {
+            String::new()
+        } else {
+            format!(" from {address}")
+        }
+    };
+    match event {
+        CredentialEvent::CredentialAdded { details, .. } => {
+            format!("Credential “{}” added", details.label)
+        }
+        CredentialEvent::CredentialUpdated { details } => {
+            format!("Credential “{}” changed", details.label)
+        }
+        CredentialEvent::CredentialSecretChanged { .. } => "Credential's secrets changed".into(),
+        CredentialEvent::CredentialRevealed { address, .. } => {
+            format!("Credential's secrets revealed{}", from(address))
+        }
+        CredentialEvent::CredentialShared {
+            max_views,
+            expires_at,
+            ..
+        } => format!(
+            "Share link made ({max_views} view(s), until {})",
+            expires_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        CredentialEvent::CredentialShareRevoked { .. } => "Share link revoked".into(),
+        CredentialEvent::CredentialShareViewed { address, view, .. } => {
+            format!("Share link used (view {view}){}", from(address))
+        }
+        CredentialEvent::CredentialRemoved {} => "Credential removed".into(),
     }
 }
 

@@ -6,13 +6,16 @@
 //! commits its rows together with its checkpoint.
 
 pub mod activity;
+pub mod assets;
 pub mod companies;
 pub mod contacts;
+pub mod credentials;
 pub mod event;
 pub mod history;
 pub mod projection;
 pub mod rebuild;
 pub mod runner;
+pub mod search;
 pub mod status;
 pub mod users;
 pub mod wait;
@@ -28,6 +31,9 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(companies::CompaniesProjection),
         Arc::new(users::UsersProjection),
         Arc::new(contacts::ContactsProjection),
+        Arc::new(assets::AssetsProjection),
+        Arc::new(credentials::CredentialsProjection),
+        Arc::new(search::SearchProjection),
         Arc::new(activity::ActivityProjection),
     ]
 }

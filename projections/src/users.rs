@@ -140,7 +140,8 @@ async fn apply_tenant(
         ),
         TenantEvent::TenantCreated { .. }
         | TenantEvent::TenantRenamed { .. }
-        | TenantEvent::TenantSettingsChanged { .. } => return Ok(()),
+        | TenantEvent::TenantSettingsChanged { .. }
+        | TenantEvent::AssetSettingsChanged { .. } => return Ok(()),
     };
     let mut query = sqlx::query(&sql).bind(tenant_id).bind(user_id).bind(at);
     if let Some(role) = role {

@@ -12,7 +12,7 @@ use st_tests::TestDb;
 
 /// Waits until the element `css` exists and its text contains `needle` (the next page may still
 /// be loading after a click: the old page's elements are there until it has).
-async fn wait_for_text(browser: &Browser, css: &str, needle: &str) {
+pub(crate) async fn wait_for_text(browser: &Browser, css: &str, needle: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(element) = browser.client.find(Locator::Css(css)).await {
@@ -28,7 +28,7 @@ async fn wait_for_text(browser: &Browser, css: &str, needle: &str) {
     }
 }
 
-async fn text_of(browser: &Browser, css: &str) -> String {
+pub(crate) async fn text_of(browser: &Browser, css: &str) -> String {
     browser
         .client
         .find(Locator::Css(css))
@@ -193,7 +193,7 @@ async fn a_company_is_added_and_renamed_in_a_real_browser() {
 }
 
 /// Fills and sends the sign-in form of the current page.
-async fn sign_in(browser: &Browser, email: &str, password: &str) {
+pub(crate) async fn sign_in(browser: &Browser, email: &str, password: &str) {
     let c = &browser.client;
     let field = c.find(Locator::Id("email")).await.unwrap();
     field.clear().await.unwrap();

@@ -59,6 +59,9 @@ pub fn bootstrap(database_url: &str, tenant: &str, email: &str) -> Owner {
     }
 }
 
+/// The vault key of test servers (32 bytes of 7, base64).
+pub const TEST_MASTER_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
 impl Server {
     /// Starts the server against `database_url` and waits for its "listening on" line.
     pub fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
@@ -77,6 +80,9 @@ impl Server {
             .env("DATABASE_URL", database_url)
             .env("ST_LISTEN", "127.0.0.1:0")
             .env("ST_LOG", "warn")
+            // A fixed vault key, so no test writes a key file into the source tree (a test
+            // about keys passes its own, or an empty value to use ST_DATA_DIR's key file).
+            .env("ST_MASTER_KEY", TEST_MASTER_KEY)
             .stdout(Stdio::piped())
             .stderr(match log {
                 Some(path) => Stdio::from(std::fs::File::create(path).expect("the log file")),

@@ -34,6 +34,10 @@ pub struct Config {
     /// `X-Forwarded-Proto`; believe them (client address for the sign-in throttle, `Secure`
     /// cookies when the proxy says https).
     pub trust_proxy: bool,
+    /// The vault's master key: `ST_MASTER_KEY` (base64 of 32 bytes), `ST_MASTER_KEY_PREVIOUS`
+    /// (older keys, comma-separated, while rotating), `ST_MASTER_KEY_FILE`; with none of them,
+    /// `<ST_DATA_DIR>/master.key`, generated on first start.
+    pub keys: commands::secrets::KeyConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,9 +109,25 @@ impl Config {
                 url
             }
         };
+        let data_dir = var("ST_DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from);
+        let keys = commands::secrets::KeyConfig {
+            master_key: var("ST_MASTER_KEY"),
+            previous_keys: var("ST_MASTER_KEY_PREVIOUS")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            key_file: var("ST_MASTER_KEY_FILE").map(PathBuf::from),
+            default_file: data_dir.join("master.key"),
+        };
         Ok(Self {
             database_url: var("DATABASE_URL"),
-            data_dir: var("ST_DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from),
+            data_dir,
+            keys,
             listen,
             log: var("ST_LOG").unwrap_or_else(|| "info".into()),
             pool_size,

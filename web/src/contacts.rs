@@ -895,6 +895,8 @@ struct ContactView {
     company: CompanyRow,
     updated: String,
     history: Vec<HistoryView>,
+    /// The assets assigned to them.
+    assets: Vec<projections::assets::AssetRow>,
 }
 
 /// A contact of the asker's tenant and their company (`None`: no such contact here).
@@ -932,6 +934,20 @@ async fn contact_page(
         Ok(history) => history,
         Err(error) => return internal_page(error),
     };
+    let assets = projections::assets::list(
+        &state.pool,
+        me.tenant_id,
+        &projections::assets::AssetQuery {
+            contact_id: Some(contact.id),
+            limit: 500,
+            ..Default::default()
+        },
+    )
+    .await;
+    let assets = match assets {
+        Ok(assets) => assets,
+        Err(error) => return internal_page(error),
+    };
     ContactView {
         flash: cookies.flash.clone(),
         csrf: cookies.csrf.clone(),
@@ -939,6 +955,7 @@ async fn contact_page(
         contact,
         company,
         history,
+        assets,
     }
     .into_response()
 }

@@ -4,11 +4,15 @@
 
 pub mod activity;
 pub mod api;
+pub mod asset_pages;
 pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod console;
 pub mod contacts;
+pub mod credentials;
+pub mod csv_io;
+pub mod equipment;
 pub mod error;
 pub mod health;
 pub mod openapi;
@@ -42,6 +46,10 @@ pub fn router(state: AppState) -> Router {
         .merge(search::router())
         .merge(settings::router())
         .merge(contacts::router())
+        .merge(equipment::router())
+        .merge(asset_pages::router())
+        .merge(csv_io::router())
+        .merge(credentials::router())
         .merge(team::router())
         .merge(tokens::router())
         .merge(openapi::router())

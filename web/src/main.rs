@@ -24,6 +24,20 @@ enum Command {
     /// {"tenant_id", "user_id", "api_token"} as JSON. Exit code 2 when the email is taken or an
     /// input is invalid (nothing is created then).
     Bootstrap(BootstrapArgs),
+    /// The credentials vault's master key.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum VaultCommand {
+    /// Re-seal every stored secret under a new master key, while the service runs. With the
+    /// key in a file (ST_MASTER_KEY_FILE or <ST_DATA_DIR>/master.key) a new key is generated
+    /// and written first in that file (older keys stay after it, for opening only). With
+    /// ST_MASTER_KEY, set the new key there and the old one in ST_MASTER_KEY_PREVIOUS first.
+    RotateKey,
+    /// Which keys the stored secrets are sealed under, and how many each.
+    Status,
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,6 +167,39 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     Err(commands::identity::BootstrapError::Failed(e)) => Err(anyhow::anyhow!(e)),
                     Err(usage) => Err(UsageError(usage.to_string()).into()),
                 }
+            }
+            Command::Vault(command) => {
+                let pool = commands::db::connect(&url, 2).await?;
+                commands::db::migrate(&pool).await?;
+                let vault = commands::secrets::Vault::load(&config.keys)
+                    .map_err(|e| anyhow::anyhow!("vault: {e}"))?;
+                match command {
+                    VaultCommand::RotateKey => {
+                        let (key_id, count) = vault
+                            .rotate(&pool)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("vault: {e}"))?;
+                        println!(
+                            "vault: {count} secret value(s) re-sealed under key {key_id} (from {})",
+                            vault.source()
+                        );
+                    }
+                    VaultCommand::Status => {
+                        vault
+                            .check(&pool)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("vault: {e}"))?;
+                        println!(
+                            "current key: {} (from {})",
+                            vault.current_key_id(),
+                            vault.source()
+                        );
+                        for (key_id, count) in commands::secrets::Vault::usage(&pool).await? {
+                            println!("{key_id}: {count} secret value(s)");
+                        }
+                    }
+                }
+                Ok(())
             }
         }
     });

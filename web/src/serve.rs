@@ -16,6 +16,7 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
     if config.migrate_on_start {
         commands::db::migrate(&pool).await?;
     }
+    let vault = load_vault(&config, &pool).await?;
     let store = EventStore::new(pool.clone());
     let wakeups = Wakeups::start(&pool, store.subscribe());
     let runners = projections::runner::spawn_all(
@@ -36,6 +37,7 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
             read_your_writes: config.read_your_writes,
             public_url: config.public_url.clone(),
             trust_proxy: config.trust_proxy,
+            vault: std::sync::Arc::new(vault),
         },
     );
     let listener = TcpListener::bind(config.listen)
@@ -56,6 +58,36 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
         .await
         .ok();
     Ok(())
+}
+
+/// The vault's keys, checked against the database: a key that cannot open what the database
+/// holds stops the start-up with a message naming key ids (never keys).
+pub async fn load_vault(
+    config: &Config,
+    pool: &sqlx::PgPool,
+) -> anyhow::Result<commands::secrets::Vault> {
+    let vault =
+        commands::secrets::Vault::load(&config.keys).map_err(|e| anyhow::anyhow!("vault: {e}"))?;
+    vault
+        .check(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("vault: {e}"))?;
+    match vault.source() {
+        commands::vault::KeySource::Generated(path) => {
+            tracing::warn!(path = %path.display(), key_id = %vault.current_key_id(),
+                "vault: no master key was configured, so one was generated; back this file up \
+                 with the database (without it the stored passwords cannot be read)");
+            println!(
+                "vault: generated a master key in {} (key id {}); back it up with the database",
+                path.display(),
+                vault.current_key_id()
+            );
+        }
+        source => {
+            tracing::info!(key_id = %vault.current_key_id(), from = %source, "vault: master key loaded")
+        }
+    }
+    Ok(vault)
 }
 
 /// Every 10 minutes: deletes ended sessions and stale sign-in throttle keys (neither is ever

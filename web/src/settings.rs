@@ -45,6 +45,11 @@ pub struct TenantJson {
     /// IANA time zone name.
     #[schema(example = "America/New_York")]
     time_zone: String,
+    /// The prefix of new asset tags (`ACME` gives `ACME-00042`).
+    #[schema(example = "ACME")]
+    asset_tag_prefix: String,
+    /// Asset categories the organisation added to the built-in ones.
+    asset_categories: Vec<String>,
 }
 
 fn tenant_json(id: Uuid, tenant: &Tenant) -> TenantJson {
@@ -53,6 +58,8 @@ fn tenant_json(id: Uuid, tenant: &Tenant) -> TenantJson {
         name: tenant.name.clone(),
         currency: tenant.currency.map(|c| c.to_string()).unwrap_or_default(),
         time_zone: tenant.time_zone.map(|t| t.to_string()).unwrap_or_default(),
+        asset_tag_prefix: tenant.tag_prefix(),
+        asset_categories: tenant.asset_categories.clone(),
     }
 }
 
@@ -73,6 +80,11 @@ pub struct UpdateTenantBody {
     currency: Option<String>,
     #[schema(example = "Europe/Paris")]
     time_zone: Option<String>,
+    /// 1 to 12 letters or digits; only assets registered from now on get it.
+    asset_tag_prefix: Option<String>,
+    /// The organisation's own asset categories (replacing the list; built-in ones need not
+    /// be listed). A category still used by assets may be dropped: those keep it.
+    asset_categories: Option<Vec<String>>,
 }
 
 /// The organisation's commands for the given changes, each field checked.
@@ -81,8 +93,38 @@ fn commands_for(
     name: Option<&str>,
     currency: Option<&str>,
     time_zone: Option<&str>,
+    asset_tag_prefix: Option<&str>,
+    asset_categories: Option<&[String]>,
 ) -> Result<Vec<TenantCommand>, Vec<ValidationError>> {
     let mut errors = Vec::new();
+    let prefix = asset_tag_prefix
+        .filter(|p| !p.trim().is_empty())
+        .and_then(|p| {
+            domain::asset::parse_tag_prefix(p)
+                .map_err(|e| errors.push(e))
+                .ok()
+        });
+    let categories = asset_categories.map(|list| {
+        if list.len() > 50 {
+            errors.push(ValidationError::new(
+                "asset_categories",
+                "may hold at most 50 categories",
+            ));
+        }
+        list.iter()
+            .filter(|c| !c.trim().is_empty())
+            .filter_map(|c| {
+                domain::asset::parse_category_name(c)
+                    .map_err(|e| {
+                        errors.push(ValidationError::new(
+                            "asset_categories",
+                            format!("“{}”: {}", c.trim(), e.message),
+                        ))
+                    })
+                    .ok()
+            })
+            .collect::<Vec<_>>()
+    });
     let name = name.map(str::trim).map(|n| {
         if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
             errors.push(ValidationError::new("name", "must be 1 to 200 characters"));
@@ -102,6 +144,17 @@ fn commands_for(
         commands.push(TenantCommand::ChangeSettings {
             currency,
             time_zone,
+        });
+    }
+    let tag_prefix = prefix.unwrap_or_else(|| tenant.tag_prefix());
+    let mut categories = categories.unwrap_or_else(|| tenant.asset_categories.clone());
+    categories.sort();
+    categories.dedup();
+    categories.retain(|c| !domain::asset::BUILT_IN_CATEGORIES.contains(&c.as_str()));
+    if tag_prefix != tenant.tag_prefix() || categories != tenant.asset_categories {
+        commands.push(TenantCommand::ChangeAssetSettings {
+            tag_prefix,
+            categories,
         });
     }
     Ok(commands)
@@ -202,6 +255,8 @@ pub async fn update_tenant(
         body.name.as_deref(),
         body.currency.as_deref(),
         body.time_zone.as_deref(),
+        body.asset_tag_prefix.as_deref(),
+        body.asset_categories.as_deref(),
     ) {
         Ok(commands) => commands,
         Err(errors) => return ApiError::Invalid(errors).into_response(),
@@ -217,9 +272,14 @@ struct SettingsForm {
     name: String,
     currency: String,
     time_zone: String,
+    asset_tag_prefix: String,
+    /// One per line.
+    asset_categories: String,
     name_error: Option<String>,
     currency_error: Option<String>,
     time_zone_error: Option<String>,
+    prefix_error: Option<String>,
+    categories_error: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -264,6 +324,8 @@ async fn settings_page(
             name: json.name,
             currency: json.currency,
             time_zone: json.time_zone,
+            asset_tag_prefix: json.asset_tag_prefix,
+            asset_categories: json.asset_categories.join("\n"),
             ..Default::default()
         },
     )
@@ -280,6 +342,11 @@ struct SettingsInput {
     currency: String,
     #[serde(default)]
     time_zone: String,
+    #[serde(default)]
+    asset_tag_prefix: String,
+    /// One per line (or separated by commas).
+    #[serde(default)]
+    asset_categories: String,
 }
 
 async fn save_settings(
@@ -304,6 +371,14 @@ async fn save_settings(
         Some(&input.name),
         Some(&input.currency),
         Some(&input.time_zone),
+        Some(&input.asset_tag_prefix),
+        Some(
+            &input
+                .asset_categories
+                .split(['\n', ','])
+                .map(|c| c.trim().to_owned())
+                .collect::<Vec<_>>(),
+        ),
     ) {
         Ok(commands) => commands,
         Err(errors) => {
@@ -317,9 +392,13 @@ async fn save_settings(
                 name_error: message("name", "The name"),
                 currency_error: message("currency", "The currency:"),
                 time_zone_error: message("time_zone", "The time zone:"),
+                prefix_error: message("asset_tag_prefix", "The tag prefix"),
+                categories_error: message("asset_categories", "Category"),
                 name: input.name,
                 currency: input.currency,
                 time_zone: input.time_zone,
+                asset_tag_prefix: input.asset_tag_prefix,
+                asset_categories: input.asset_categories,
             };
             return (StatusCode::UNPROCESSABLE_ENTITY, page(&me, &cookies, form)).into_response();
         }

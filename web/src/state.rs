@@ -21,6 +21,8 @@ pub struct Settings {
     pub public_url: String,
     /// Believe `X-Forwarded-For` / `X-Forwarded-Proto` from a reverse proxy.
     pub trust_proxy: bool,
+    /// The credentials vault (keys and sealed secrets).
+    pub vault: Arc<commands::secrets::Vault>,
 }
 
 impl Settings {
@@ -30,6 +32,7 @@ impl Settings {
             read_your_writes,
             public_url: "http://localhost:8080".into(),
             trust_proxy: false,
+            vault: Arc::new(commands::secrets::Vault::ephemeral()),
         }
     }
 }

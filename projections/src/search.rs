@@ -1,0 +1,444 @@
+//! The `search` read model behind the header's search box and `GET /api/v1/search`: one row
+//! per company, contact, asset and credential (its label only, never a secret), with
+//! identifiers in `keys` (tags, serials, MAC and IP addresses, emails, phone digits) and names
+//! in `words`. A query matches by substring and by trigram word similarity (typos) on both,
+//! and by full text on the words; exact identifier matches rank first.
+
+use async_trait::async_trait;
+use domain::asset::{AssetDetails, AssetEvent, AssetStatus};
+use domain::company::CompanyEvent;
+use domain::contact::{ContactDetails, ContactEvent};
+use domain::credential::{CredentialDetails, CredentialEvent};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::{ApplyError, Projection, StoredEvent, Tables};
+
+pub struct SearchProjection;
+
+/// What one row says and where it leads.
+struct Entry {
+    title: String,
+    detail: String,
+    href: String,
+    keys: String,
+    words: String,
+}
+
+fn asset_entry(id: Uuid, tag: &str, d: &AssetDetails) -> Entry {
+    let compact_mac = d.mac_address.replace(':', "");
+    let make_model = [d.make.as_str(), d.model.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut detail = format!("Asset · {}", d.category);
+    for part in [&make_model, &d.serial_number, &d.ip_address] {
+        if !part.is_empty() {
+            detail.push_str(" · ");
+            detail.push_str(part);
+        }
+    }
+    Entry {
+        title: format!("{tag} {}", d.name),
+        detail,
+        href: format!("/assets/{id}"),
+        keys: [
+            tag,
+            &d.serial_number,
+            &d.mac_address,
+            &compact_mac,
+            &d.ip_address,
+        ]
+        .join(" "),
+        words: [
+            d.name.as_str(),
+            &d.category,
+            &make_model,
+            &d.operating_system,
+            &d.location,
+        ]
+        .join(" "),
+    }
+}
+
+fn contact_entry(id: Uuid, d: &ContactDetails) -> Entry {
+    let email = d.email.as_ref().map(|e| e.as_str()).unwrap_or("");
+    let digits = |phone: &str| {
+        phone
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+    };
+    let mut detail = "Contact".to_string();
+    for part in [&d.position, &d.department, &email.to_string()] {
+        if !part.is_empty() {
+            detail.push_str(" · ");
+            detail.push_str(part);
+        }
+    }
+    Entry {
+        title: d.name.clone(),
+        detail,
+        href: format!("/contacts/{id}"),
+        keys: [email, &digits(&d.office_phone), &digits(&d.cell_phone)].join(" "),
+        words: [d.name.as_str(), &d.department, &d.position].join(" "),
+    }
+}
+
+fn credential_entry(id: Uuid, d: &CredentialDetails) -> Entry {
+    Entry {
+        title: d.label.clone(),
+        detail: if d.username.is_empty() {
+            "Credential".into()
+        } else {
+            format!("Credential · {}", d.username)
+        },
+        href: format!("/credentials/{id}"),
+        keys: d.username.clone(),
+        words: d.label.clone(),
+    }
+}
+
+/// What a batch does to one row, folded in event order.
+#[derive(Default)]
+struct Change {
+    /// The row's new contents (`None`: unchanged).
+    entry: Option<Entry>,
+    /// Its new `inactive` flag (`None`: unchanged).
+    inactive: Option<bool>,
+    /// Deleted (a later upsert in the same batch brings it back).
+    deleted: bool,
+}
+
+type Key = (Uuid, &'static str, Uuid);
+
+/// Folds a batch into one change per row, then writes them with a few set-based statements
+/// (a rebuild of 1,000,000 events must not cost one statement per event).
+#[derive(Default)]
+struct Batch {
+    changes: std::collections::HashMap<Key, Change>,
+    order: Vec<Key>,
+    /// Asset updates whose registration is not in this batch: their tag is read back.
+    need_tag: Vec<(Key, AssetDetails)>,
+}
+
+impl Batch {
+    fn change(&mut self, key: Key) -> &mut Change {
+        if !self.changes.contains_key(&key) {
+            self.order.push(key);
+        }
+        self.changes.entry(key).or_default()
+    }
+
+    fn upsert(&mut self, key: Key, entry: Entry) {
+        let change = self.change(key);
+        change.entry = Some(entry);
+        change.deleted = false;
+    }
+
+    fn set_inactive(&mut self, key: Key, inactive: bool) {
+        self.change(key).inactive = Some(inactive);
+    }
+
+    fn delete(&mut self, key: Key) {
+        let change = self.change(key);
+        *change = Change {
+            deleted: true,
+            ..Change::default()
+        };
+    }
+
+    async fn write(mut self, conn: &mut PgConnection, table: &str) -> Result<(), sqlx::Error> {
+        if !self.need_tag.is_empty() {
+            let (tenants, ids): (Vec<Uuid>, Vec<Uuid>) = self
+                .need_tag
+                .iter()
+                .map(|((t, _, id), _)| (*t, *id))
+                .unzip();
+            let tags: Vec<(Uuid, Uuid, String)> = sqlx::query_as(&format!(
+                "SELECT s.tenant_id, s.id, split_part(s.title, ' ', 1)
+                   FROM {table} s JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
+                     ON s.tenant_id = k.tenant_id AND s.kind = 'asset' AND s.id = k.id"
+            ))
+            .bind(tenants)
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            let tags: std::collections::HashMap<(Uuid, Uuid), String> = tags
+                .into_iter()
+                .map(|(t, id, tag)| ((t, id), tag))
+                .collect();
+            for (key, details) in std::mem::take(&mut self.need_tag) {
+                // An update may follow a registration in this very batch: that one has the tag.
+                let known = self.changes.get(&key).and_then(|c| {
+                    c.entry
+                        .as_ref()
+                        .map(|e| e.title.split(' ').next().unwrap_or("").to_owned())
+                });
+                if let Some(tag) = known.or_else(|| tags.get(&(key.0, key.2)).cloned()) {
+                    self.upsert(key, asset_entry(key.2, &tag, &details));
+                }
+            }
+        }
+        let mut deleted: (Vec<Uuid>, Vec<&str>, Vec<Uuid>) = Default::default();
+        let mut upserts: (Vec<Uuid>, Vec<&str>, Vec<Uuid>, Vec<String>) = Default::default();
+        let mut upsert_text: (Vec<String>, Vec<String>, Vec<String>, Vec<String>) =
+            Default::default();
+        let mut upsert_inactive: Vec<bool> = Vec::new();
+        let mut flags: (Vec<Uuid>, Vec<&str>, Vec<Uuid>, Vec<bool>) = Default::default();
+        for key in &self.order {
+            let Some(change) = self.changes.remove(key) else {
+                continue;
+            };
+            let (tenant_id, kind, id) = *key;
+            if change.deleted {
+                deleted.0.push(tenant_id);
+                deleted.1.push(kind);
+                deleted.2.push(id);
+                continue;
+            }
+            if let Some(entry) = change.entry {
+                upserts.0.push(tenant_id);
+                upserts.1.push(kind);
+                upserts.2.push(id);
+                upserts.3.push(entry.title);
+                upsert_text.0.push(entry.detail);
+                upsert_text.1.push(entry.href);
+                upsert_text.2.push(entry.keys);
+                upsert_text.3.push(entry.words);
+                upsert_inactive.push(change.inactive.unwrap_or(false));
+            }
+            if let Some(inactive) = change.inactive {
+                flags.0.push(tenant_id);
+                flags.1.push(kind);
+                flags.2.push(id);
+                flags.3.push(inactive);
+            }
+        }
+        if !deleted.0.is_empty() {
+            sqlx::query(&format!(
+                "DELETE FROM {table} s USING unnest($1::uuid[], $2::text[], $3::uuid[]) AS k(t, kind, id)
+                  WHERE s.tenant_id = k.t AND s.kind = k.kind AND s.id = k.id"
+            ))
+            .bind(deleted.0)
+            .bind(deleted.1)
+            .bind(deleted.2)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !upserts.0.is_empty() {
+            sqlx::query(&format!(
+                "INSERT INTO {table} (tenant_id, kind, id, title, detail, href, keys, words, inactive)
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[],
+                                      $6::text[], $7::text[], $8::text[], $9::bool[])
+                 ON CONFLICT (tenant_id, kind, id) DO UPDATE SET
+                    title = excluded.title, detail = excluded.detail, href = excluded.href,
+                    keys = excluded.keys, words = excluded.words"
+            ))
+            .bind(upserts.0)
+            .bind(upserts.1)
+            .bind(upserts.2)
+            .bind(upserts.3)
+            .bind(upsert_text.0)
+            .bind(upsert_text.1)
+            .bind(upsert_text.2)
+            .bind(upsert_text.3)
+            .bind(upsert_inactive)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !flags.0.is_empty() {
+            sqlx::query(&format!(
+                "UPDATE {table} s SET inactive = k.inactive
+                   FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bool[]) AS k(t, kind, id, inactive)
+                  WHERE s.tenant_id = k.t AND s.kind = k.kind AND s.id = k.id"
+            ))
+            .bind(flags.0)
+            .bind(flags.1)
+            .bind(flags.2)
+            .bind(flags.3)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Projection for SearchProjection {
+    fn name(&self) -> &'static str {
+        "search"
+    }
+
+    fn version(&self) -> i32 {
+        1
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["search_entries"]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        tables: &Tables,
+        events: &[StoredEvent],
+    ) -> Result<(), ApplyError> {
+        let mut batch = Batch::default();
+        for (index, event) in events.iter().enumerate() {
+            let kind: &'static str = match event.aggregate_type.as_str() {
+                "company" => "company",
+                "contact" => "contact",
+                "asset" => "asset",
+                "credential" => "credential",
+                _ => continue,
+            };
+            // Only these company events change what the search shows of a company.
+            if kind == "company"
+                && !matches!(
+                    event.event_type.as_str(),
+                    "CompanyRegistered" | "CompanyRenamed" | "CompanyArchived" | "CompanyRestored"
+                )
+            {
+                continue;
+            }
+            let at = |e: String| ApplyError::at(index, e);
+            let id = Uuid::parse_str(&event.aggregate_id)
+                .map_err(|_| at(format!("{kind} id {:?}", event.aggregate_id)))?;
+            let tenant_id = event.meta.as_ref().map_err(|e| at(e.clone()))?.tenant_id;
+            let key = (tenant_id, kind, id);
+            match kind {
+                "company" => {
+                    let company: CompanyEvent =
+                        serde_json::from_str(event.payload.get()).map_err(|e| at(e.to_string()))?;
+                    match company {
+                        CompanyEvent::CompanyRegistered { name, .. }
+                        | CompanyEvent::CompanyRenamed { name, .. } => batch.upsert(
+                            key,
+                            Entry {
+                                title: name.clone(),
+                                detail: "Company".into(),
+                                href: format!("/companies/{id}"),
+                                keys: String::new(),
+                                words: name,
+                            },
+                        ),
+                        CompanyEvent::CompanyArchived {} => batch.set_inactive(key, true),
+                        CompanyEvent::CompanyRestored {} => batch.set_inactive(key, false),
+                        #[allow(unreachable_patterns)]
+                        _ => {}
+                    }
+                }
+                "contact" => match crate::contacts::decode(event).map_err(at)? {
+                    ContactEvent::ContactAdded { details, .. }
+                    | ContactEvent::ContactUpdated { details } => {
+                        batch.upsert(key, contact_entry(id, &details))
+                    }
+                    ContactEvent::ContactLeft {} => batch.set_inactive(key, true),
+                    ContactEvent::ContactReturned {} => batch.set_inactive(key, false),
+                },
+                "asset" => match crate::assets::decode(event).map_err(at)? {
+                    AssetEvent::AssetRegistered { tag, details, .. } => {
+                        batch.upsert(key, asset_entry(id, &tag, &details))
+                    }
+                    AssetEvent::AssetUpdated { details } => batch.need_tag.push((key, details)),
+                    AssetEvent::AssetStatusChanged { status, .. } => batch.set_inactive(
+                        key,
+                        matches!(status, AssetStatus::Retired | AssetStatus::Lost),
+                    ),
+                    _ => {}
+                },
+                _ => match crate::credentials::decode(event).map_err(at)? {
+                    CredentialEvent::CredentialAdded { details, .. }
+                    | CredentialEvent::CredentialUpdated { details } => {
+                        batch.upsert(key, credential_entry(id, &details))
+                    }
+                    CredentialEvent::CredentialRemoved {} => batch.delete(key),
+                    _ => {}
+                },
+            }
+        }
+        batch.write(conn, tables.get(0)).await?;
+        Ok(())
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Hit {
+    pub kind: String,
+    pub id: Uuid,
+    pub title: String,
+    pub detail: String,
+    pub href: String,
+    pub inactive: bool,
+}
+
+/// The kinds of records, in the order results are grouped.
+pub const KINDS: [&str; 4] = ["company", "contact", "asset", "credential"];
+
+/// Candidates read from the index before ranking: bounds the cost of a query that matches a
+/// large part of a big tenant (such as "laptop" among 100,000 assets).
+const CANDIDATES: i64 = 400;
+
+/// Searches `tenant_id`'s records of `kinds` for `q`: at most `per_kind` results of each
+/// kind, best first (exact identifiers, then prefix matches, then by similarity), inactive
+/// records (archived, former, retired) after active ones.
+pub async fn search<'e>(
+    db: impl PgExecutor<'e>,
+    tenant_id: Uuid,
+    q: &str,
+    kinds: &[&str],
+    per_kind: i64,
+) -> Result<Vec<Hit>, sqlx::Error> {
+    let q = q.trim().to_lowercase();
+    if q.is_empty() || kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A MAC address typed any way matches its stored forms.
+    let q = domain::asset::normalise_mac(&q)
+        .map(|mac| mac.to_lowercase())
+        .unwrap_or(q);
+    let pattern = format!(
+        "%{}%",
+        q.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+    sqlx::query_as(
+        "WITH candidates AS (
+            SELECT kind, id, title, detail, href, inactive, keys, words,
+                   lower(words || ' ' || keys) AS doc
+              FROM search_entries
+             WHERE tenant_id = $1 AND kind = ANY($5)
+               AND (lower(words || ' ' || keys) LIKE $3
+                    OR $2 <% lower(words || ' ' || keys)
+                    OR to_tsvector('simple', words) @@ plainto_tsquery('simple', $2))
+             LIMIT $6
+         ), ranked AS (
+            SELECT *, row_number() OVER (
+                       PARTITION BY kind
+                       ORDER BY inactive,
+                                (' ' || lower(keys) || ' ') LIKE '% ' || $2 || ' %' DESC,
+                                (' ' || doc) LIKE '% ' || $2 || '%' DESC,
+                                word_similarity($2, doc) DESC,
+                                title, id) AS n
+              FROM candidates
+         )
+         SELECT kind, id, title, detail, href, inactive FROM ranked
+          WHERE n <= $4
+          ORDER BY array_position($5, kind), n",
+    )
+    .bind(tenant_id)
+    .bind(&q)
+    .bind(&pattern)
+    .bind(per_kind)
+    .bind(&kinds)
+    .bind(CANDIDATES)
+    .fetch_all(db)
+    .await
+}
