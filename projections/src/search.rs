@@ -387,6 +387,13 @@ const CANDIDATES: i64 = 400;
 /// Searches `tenant_id`'s records of `kinds` for `q`: at most `per_kind` results of each
 /// kind, best first (exact identifiers, then prefix matches, then by similarity), inactive
 /// records (archived, former, retired) after active ones.
+///
+/// A query matches by substring (on names and identifiers) and by full text (on names); only
+/// when nothing matches that way does it fall back to trigram word similarity (typos), which
+/// is the expensive part: a word shared by many rows (`bench` in every tag `BENCH-…`) makes
+/// thousands of rows similar to an exact tag. A query of one or two letters (the header's
+/// box suggests from the first letter) cannot use the trigram index: it matches the words
+/// that start with it, through the full-text index. See docs/performance.md, "Search".
 pub async fn search<'e>(
     db: impl PgExecutor<'e>,
     tenant_id: Uuid,
@@ -398,27 +405,50 @@ pub async fn search<'e>(
     if q.is_empty() || kinds.is_empty() {
         return Ok(Vec::new());
     }
-    // A MAC address typed any way matches its stored forms.
+    // A MAC address typed any way matches its stored compact form (`keys` holds both forms;
+    // twelve hex digits in a row are far more selective for the trigram index than six
+    // two-digit groups).
     let q = domain::asset::normalise_mac(&q)
-        .map(|mac| mac.to_lowercase())
+        .map(|mac| mac.replace(':', "").to_lowercase())
         .unwrap_or(q);
-    let pattern = format!(
-        "%{}%",
-        q.replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
     let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
-    sqlx::query_as(
-        "WITH candidates AS (
-            SELECT kind, id, title, detail, href, inactive, keys, words,
-                   lower(words || ' ' || keys) AS doc
+    let prefix: String = q.chars().filter(|c| c.is_alphanumeric()).collect();
+    let (filter, pattern) = if q.chars().count() < 3 && !prefix.is_empty() {
+        (
+            "to_tsvector('simple', words) @@ to_tsquery('simple', $3)",
+            format!("{prefix}:*"),
+        )
+    } else {
+        (
+            "lower(words || ' ' || keys) LIKE $3
+             OR to_tsvector('simple', words) @@ plainto_tsquery('simple', $2)",
+            format!(
+                "%{}%",
+                q.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            ),
+        )
+    };
+    // `fuzzy` runs only when `precise` found nothing (its one-time filter skips the scan),
+    // and never for one or two letters.
+    sqlx::query_as(&format!(
+        "WITH precise AS (
+            SELECT kind, id, title, detail, href, inactive, keys, words
               FROM search_entries
-             WHERE tenant_id = $1 AND kind = ANY($5)
-               AND (lower(words || ' ' || keys) LIKE $3
-                    OR $2 <% lower(words || ' ' || keys)
-                    OR to_tsvector('simple', words) @@ plainto_tsquery('simple', $2))
+             WHERE tenant_id = $1 AND kind = ANY($5) AND ({filter})
              LIMIT $6
+         ), fuzzy AS (
+            SELECT kind, id, title, detail, href, inactive, keys, words
+              FROM search_entries
+             WHERE NOT EXISTS (SELECT FROM precise) AND char_length($2) >= 3
+               AND tenant_id = $1 AND kind = ANY($5)
+               AND $2 <% lower(words || ' ' || keys)
+             LIMIT $6
+         ), candidates AS (
+            SELECT *, lower(words || ' ' || keys) AS doc FROM precise
+            UNION ALL
+            SELECT *, lower(words || ' ' || keys) AS doc FROM fuzzy
          ), ranked AS (
             SELECT *, row_number() OVER (
                        PARTITION BY kind
@@ -431,8 +461,8 @@ pub async fn search<'e>(
          )
          SELECT kind, id, title, detail, href, inactive FROM ranked
           WHERE n <= $4
-          ORDER BY array_position($5, kind), n",
-    )
+          ORDER BY array_position($5, kind), n"
+    ))
     .bind(tenant_id)
     .bind(&q)
     .bind(&pattern)

@@ -39,6 +39,25 @@ pub async fn bench(
     seconds: f64,
     breakdown: bool,
 ) -> anyhow::Result<u8> {
+    in_scratch_database(boot, "bench", false, |url| {
+        run(url, events, Duration::from_secs_f64(seconds), breakdown)
+    })
+    .await
+}
+
+/// Creates a scratch database on the server of `boot`, runs `body` with its URL (Ctrl-C stops
+/// it), drops the database whatever happened (unless `keep`), and prints the figures `body`
+/// returns as the last line. Exit code 0, or 130 when interrupted.
+pub(crate) async fn in_scratch_database<F, Fut>(
+    boot: &pgboot::PgBoot,
+    label: &str,
+    keep: bool,
+    body: F,
+) -> anyhow::Result<u8>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<serde_json::Value>>,
+{
     let admin_url = boot.url_for("postgres");
     let database = format!(
         "st_bench_{}",
@@ -52,31 +71,35 @@ pub async fn bench(
         .await
         .with_context(|| format!("creating database {database}"))?;
     admin.close().await.ok();
-    eprintln!("bench: scratch database {database}");
+    eprintln!("{label}: scratch database {database}");
 
-    let body = run(
-        boot.url_for(&database),
-        events,
-        Duration::from_secs_f64(seconds),
-        breakdown,
-    );
+    let body = body(boot.url_for(&database));
     let outcome = tokio::select! {
         result = body => result.map(Some),
         _ = tokio::signal::ctrl_c() => Ok(None),
     };
 
-    // Drop the scratch database whatever happened (FORCE ends connections still open).
-    let dropped = async {
-        let mut admin = PgConnection::connect(&admin_url).await?;
-        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await?;
-        admin.close().await
-    }
-    .await;
-    match &dropped {
-        Ok(()) => eprintln!("bench: dropped {database}"),
-        Err(error) => eprintln!("bench: could not drop {database}: {error}; drop it by hand"),
+    if keep {
+        eprintln!(
+            "{label}: kept {database} ({}); drop it by hand",
+            boot.url_for(&database)
+        );
+    } else {
+        // Drop the scratch database whatever happened (FORCE ends connections still open).
+        let dropped = async {
+            let mut admin = PgConnection::connect(&admin_url).await?;
+            sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await?;
+            admin.close().await
+        }
+        .await;
+        match &dropped {
+            Ok(()) => eprintln!("{label}: dropped {database}"),
+            Err(error) => {
+                eprintln!("{label}: could not drop {database}: {error}; drop it by hand")
+            }
+        }
     }
     match outcome? {
         Some(figures) => {
@@ -84,7 +107,7 @@ pub async fn bench(
             Ok(0)
         }
         None => {
-            eprintln!("replay-tools: bench interrupted");
+            eprintln!("replay-tools: {label} interrupted");
             Ok(130)
         }
     }
@@ -92,17 +115,17 @@ pub async fn bench(
 
 /// A rate measured over a run.
 #[derive(Debug, Clone, Copy)]
-struct Rate {
-    count: u64,
-    elapsed: Duration,
+pub(crate) struct Rate {
+    pub(crate) count: u64,
+    pub(crate) elapsed: Duration,
 }
 
 impl Rate {
-    fn per_s(&self) -> f64 {
+    pub(crate) fn per_s(&self) -> f64 {
         self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn best(a: Option<Rate>, b: Rate) -> Rate {
+    pub(crate) fn best(a: Option<Rate>, b: Rate) -> Rate {
         match a {
             Some(a) if a.per_s() >= b.per_s() => a,
             _ => b,
@@ -322,7 +345,7 @@ async fn seed(pool: &PgPool, count: u64) -> anyhow::Result<()> {
 }
 
 /// Reads the whole log the way the runner does (`read_batch`, `batch` at a time), discarding it.
-async fn raw_read(pool: &PgPool, batch: i64) -> anyhow::Result<Rate> {
+pub(crate) async fn raw_read(pool: &PgPool, batch: i64) -> anyhow::Result<Rate> {
     let started = Instant::now();
     let mut after = Position::START;
     let mut count = 0u64;

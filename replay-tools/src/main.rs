@@ -24,6 +24,7 @@ macro_rules! out {
 }
 
 mod bench;
+mod bench_search;
 mod common;
 mod history;
 mod projections_cmd;
@@ -120,6 +121,22 @@ enum Command {
         #[arg(long)]
         breakdown: bool,
     },
+    /// Measure the search box in a scratch database: seed many assets, rebuild `search`, time
+    /// realistic queries against raw ceilings (target: under 50 ms each).
+    BenchSearch {
+        /// Assets of the tenant under test (a second tenant gets a fifth as many).
+        #[arg(long, default_value_t = 100_000)]
+        assets: u64,
+        /// Companies the assets are spread over (2 contacts each).
+        #[arg(long, default_value_t = 2_000)]
+        companies: u64,
+        /// Timed runs of each query (after a warm-up).
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        /// Keep the scratch database (for EXPLAIN by hand) instead of dropping it.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn parse_rfc3339(s: &str) -> Result<DateTime<FixedOffset>, String> {
@@ -174,6 +191,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         } if *events == 0 || !(seconds.is_finite() && *seconds > 0.0) => {
             return Err(Usage::new("bench needs --events > 0 and --seconds > 0").into());
         }
+        Command::BenchSearch {
+            assets,
+            companies,
+            runs,
+            ..
+        } if *assets == 0 || *companies == 0 || *runs == 0 => {
+            return Err(
+                Usage::new("bench-search needs --assets, --companies and --runs > 0").into(),
+            );
+        }
         _ => {}
     }
 
@@ -193,8 +220,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         commands::db::migrate(&pool)
             .await
             .context("migrating the database")?;
-        // `bench` handles Ctrl-C itself: it must drop its scratch database on the way out.
-        let interruptible = !matches!(cli.command, Command::Bench { .. });
+        // `bench` and `bench-search` handle Ctrl-C themselves: it must drop its scratch database on the way out.
+        let interruptible = !matches!(
+            cli.command,
+            Command::Bench { .. } | Command::BenchSearch { .. }
+        );
         let work = dispatch(cli.command, &pool, &boot);
         tokio::pin!(work);
         let result = tokio::select! {
@@ -242,6 +272,20 @@ async fn dispatch(
             seconds,
             breakdown,
         } => bench::bench(boot, events, seconds, breakdown).await,
+        Command::BenchSearch {
+            assets,
+            companies,
+            runs,
+            keep,
+        } => {
+            let options = bench_search::Options {
+                assets,
+                companies,
+                runs,
+                keep,
+            };
+            bench_search::bench_search(boot, options).await
+        }
     }
 }
 
