@@ -593,7 +593,9 @@ async fn the_company_tabs_render_for_each_role_that_may_see_them() {
             );
             for (other, other_label) in tabs {
                 if other == "/credentials" && !vault {
-                    assert!(!reply.text.contains(&format!("href=\"/companies/{id}/credentials\"")));
+                    assert!(!reply
+                        .text
+                        .contains(&format!("href=\"/companies/{id}/credentials\"")));
                     continue;
                 }
                 assert!(
