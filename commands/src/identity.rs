@@ -79,6 +79,11 @@ pub fn new_token(prefix: &str) -> (String, String) {
     (token, digest)
 }
 
+/// Hex SHA-256 of any bytes (document contents, file identities).
+pub fn token_digest_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// The stored form of a token: hex SHA-256. Tokens are random, so no salt or slow hash is needed.
 pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

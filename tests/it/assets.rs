@@ -918,3 +918,129 @@ async fn the_tag_prefix_and_own_categories_are_settings() {
         .await;
     assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
 }
+
+/// The CSRF token the console set on a page.
+fn csrf_of(reply: &st_tests::Reply) -> String {
+    reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("st_csrf="))
+        .and_then(|v| v.split(';').next())
+        .expect("a CSRF cookie")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn documents_are_type_checked_kept_outside_the_log_and_downloaded_back() {
+    let app = TestApp::new().await;
+    let acme = company(&app, "Papers").await;
+    let printer = asset(
+        &app,
+        json!({"company_id": acme, "name": "Printer", "category": "printer"}),
+    )
+    .await;
+    let id = printer["id"].as_str().unwrap();
+    let page = app
+        .send_as(
+            Some(&app.owner),
+            Method::GET,
+            &format!("/assets/{id}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let token = csrf_of(&page);
+    let upload = |name: &'static str, bytes: Vec<u8>| {
+        let token = token.clone();
+        let app = &app;
+        async move {
+            let boundary = "----st-doc";
+            let mut body = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{token}\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .into_bytes();
+            body.extend(bytes);
+            body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+            app.send_bytes_as(
+                Some(&app.owner),
+                Method::POST,
+                &format!("/assets/{id}/documents"),
+                body,
+                &[
+                    (
+                        "content-type",
+                        &format!("multipart/form-data; boundary={boundary}"),
+                    ),
+                    ("cookie", &format!("st_csrf={token}")),
+                ],
+            )
+            .await
+        }
+    };
+    let pdf = b"%PDF-1.4\n% manual\n".to_vec();
+    let attached = upload("../../Manual v2.pdf", pdf.clone()).await;
+    assert_eq!(attached.status, StatusCode::SEE_OTHER, "{}", attached.text);
+    let refused = upload("tool.exe", b"MZ\x90\x00\x03\x00\x00\x00".to_vec()).await;
+    assert_eq!(refused.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    app.settle().await;
+    let shown = app
+        .request(Method::GET, &format!("/assets/{id}"), None)
+        .await;
+    assert!(
+        shown.text.contains("Manual v2.pdf"),
+        "the name is cleaned: {}",
+        shown.text
+    );
+    let row: (serde_json::Value,) =
+        sqlx::query_as(&format!("SELECT documents FROM assets WHERE id = '{id}'"))
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    let document = &row.0[0];
+    assert_eq!(document["content_type"], "application/pdf");
+    assert_eq!(document["size"], pdf.len());
+    assert_eq!(document["sha256"].as_str().unwrap().len(), 64);
+    // The event carries the hash, not the bytes.
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM events WHERE event_type = 'AssetDocumentAttached' AND payload::text LIKE '%manual%'")
+            .await,
+        0
+    );
+    let download = app
+        .request(
+            Method::GET,
+            &format!(
+                "/assets/{id}/documents/{}",
+                document["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(download.status, StatusCode::OK);
+    assert_eq!(download.content_type, "application/pdf");
+    assert_eq!(download.text.as_bytes(), pdf.as_slice());
+    assert!(download.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment;"));
+    let stranger = app.other_tenant("Globex", "owner@globex.test").await;
+    let probe = app
+        .send_as(
+            Some(&stranger),
+            Method::GET,
+            &format!(
+                "/assets/{id}/documents/{}",
+                document["id"].as_str().unwrap()
+            ),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(probe.status, StatusCode::NOT_FOUND);
+}

@@ -351,6 +351,22 @@ impl TestApp {
             .await
     }
 
+    /// Sends raw bytes (uploads) with the given headers, as `who`.
+    pub async fn send_bytes_as(
+        &self,
+        who: Option<&Person>,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        for (k, v) in with_credentials(who, path, headers) {
+            builder = builder.header(k, v);
+        }
+        self.reply(builder.body(Body::from(body)).unwrap()).await
+    }
+
     async fn reply(&self, request: Request<Body>) -> Reply {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();

@@ -45,6 +45,20 @@ pub fn router() -> Router<AppState> {
         )
         .route("/assets/{id}", get(asset_page).post(edit_asset))
         .route("/assets/{id}/credentials", post(add_asset_credential))
+        .route(
+            "/assets/{id}/documents",
+            post(attach_document).layer(axum::extract::DefaultBodyLimit::max(
+                MAX_DOCUMENT_BYTES + 64 * 1024,
+            )),
+        )
+        .route(
+            "/assets/{id}/documents/{document_id}",
+            get(download_document),
+        )
+        .route(
+            "/assets/{id}/documents/{document_id}/remove",
+            post(remove_document),
+        )
         .route("/credentials/{id}", get(credential_page))
         .route("/credentials/{id}/reveal", post(reveal_in_console))
         .route("/credentials/{id}/shares", post(share_in_console))
@@ -1294,5 +1308,286 @@ async fn shared_reveal(
             gone(&format!("{}.", capitalise(&error.to_string())))
         }
         Err(error) => internal_page(error),
+    }
+}
+
+// ---- Documents kept with an asset: the bytes in `asset_document_blobs` (by SHA-256, once per
+// tenant), the asset's events carry name, type, size and hash.
+
+/// The largest document accepted.
+pub const MAX_DOCUMENT_BYTES: usize = 10 * 1024 * 1024;
+
+/// The document's type, read from its bytes (never from what the browser claims): PDF, PNG,
+/// JPEG, GIF, WebP, or plain UTF-8 text. Anything else is refused.
+pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"%PDF-") {
+        Some("application/pdf")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else if !bytes.is_empty() && !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok() {
+        Some("text/plain; charset=utf-8")
+    } else {
+        None
+    }
+}
+
+/// A file name safe to store and to send back: its last path part, without control
+/// characters or quotes, at most 200 characters.
+fn clean_file_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | ';'))
+        .take(200)
+        .collect();
+    let cleaned = cleaned.trim().to_owned();
+    if cleaned.is_empty() {
+        "document".into()
+    } else {
+        cleaned
+    }
+}
+
+async fn attach_document(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    mut multipart: axum::extract::Multipart,
+) -> Response {
+    let mut csrf = String::new();
+    let mut file_name = String::new();
+    let mut bytes = Vec::new();
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or("").to_owned();
+                if name == "file" {
+                    file_name = field.file_name().unwrap_or("").to_owned();
+                }
+                match field.bytes().await {
+                    Ok(data) if name == "csrf" => {
+                        csrf = String::from_utf8_lossy(&data).into_owned()
+                    }
+                    Ok(data) if name == "file" => bytes = data.to_vec(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        return error_page(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            &cookies,
+                            "The document could not be read",
+                            &format!("{} A document is at most 10 MB.", e.body_text()),
+                        )
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return error_page(
+                    e.status(),
+                    &cookies,
+                    "The upload could not be read",
+                    &e.body_text(),
+                )
+            }
+        }
+    }
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &csrf) {
+        return refused;
+    }
+    if let Err(refused) = me.require(Action::EditAssets) {
+        return refused.into_response();
+    }
+    let Some(id) = path_uuid(path) else {
+        return not_found_page();
+    };
+    if bytes.is_empty() {
+        return error_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &cookies,
+            "No document",
+            "Choose a file to attach.",
+        );
+    }
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &cookies,
+            "Too large",
+            "A document is at most 10 MB.",
+        );
+    }
+    let Some(content_type) = sniff(&bytes) else {
+        return error_page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &cookies,
+            "This kind of file is not accepted",
+            "Attach a PDF, an image (PNG, JPEG, GIF, WebP) or a plain text file.",
+        );
+    };
+    let sha256 = commands::identity::token_digest_bytes(&bytes);
+    let stored = sqlx::query(
+        "INSERT INTO asset_document_blobs (tenant_id, sha256, content) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(me.tenant_id)
+    .bind(&sha256)
+    .bind(&bytes)
+    .execute(&state.pool)
+    .await;
+    if let Err(error) = stored {
+        return internal_page(error);
+    }
+    let meta = me.meta();
+    let document = domain::asset::AssetDocument {
+        id: Uuid::new_v5(&meta.command_id, b"document"),
+        file_name: clean_file_name(&file_name),
+        content_type: content_type.to_owned(),
+        size: bytes.len() as u64,
+        sha256,
+    };
+    let name = document.file_name.clone();
+    let result = state
+        .store
+        .execute::<domain::asset::Asset>(
+            &id.to_string(),
+            domain::asset::AssetCommand::AttachDocument { document },
+            &(),
+            &meta,
+            commands::ConflictPolicy::RetryOnce,
+        )
+        .await;
+    match result {
+        Ok(done) => {
+            state
+                .read_your_writes(
+                    equipment::ASSET_VIEWS,
+                    "asset",
+                    &done.aggregate_id,
+                    done.version,
+                )
+                .await;
+            redirect_with_flash(
+                &format!("/assets/{id}#documents"),
+                &format!("Attached {name}."),
+            )
+        }
+        Err(error) => api_error_page(&cookies, error.into()),
+    }
+}
+
+async fn download_document(
+    State(state): State<AppState>,
+    me: Principal,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
+    if let Err(refused) = me.require(Action::ViewCompanies) {
+        return refused.into_response();
+    }
+    let Ok(Path((id, document_id))) = path else {
+        return not_found_page();
+    };
+    let (Ok(id), Ok(document_id)) = (Uuid::parse_str(&id), Uuid::parse_str(&document_id)) else {
+        return not_found_page();
+    };
+    let asset = match assets::get(&state.pool, me.tenant_id, id).await {
+        Ok(Some(asset)) => asset,
+        Ok(None) => return not_found_page(),
+        Err(error) => return internal_page(error),
+    };
+    let Some(document) = asset.documents.0.iter().find(|d| d.id == document_id) else {
+        return not_found_page();
+    };
+    let content: Result<Option<Vec<u8>>, _> = sqlx::query_scalar(
+        "SELECT content FROM asset_document_blobs WHERE tenant_id = $1 AND sha256 = $2",
+    )
+    .bind(me.tenant_id)
+    .bind(&document.sha256)
+    .fetch_optional(&state.pool)
+    .await;
+    match content {
+        Ok(Some(bytes)) => (
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    document.content_type.clone(),
+                ),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"{}\"; filename*=UTF-8''{}",
+                        document
+                            .file_name
+                            .replace(|c: char| !c.is_ascii_graphic() && c != ' ', "_"),
+                        crate::console::percent_encode(&document.file_name)
+                    ),
+                ),
+                (
+                    axum::http::header::CACHE_CONTROL,
+                    "private, no-store".to_owned(),
+                ),
+                (
+                    axum::http::header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; sandbox".to_owned(),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(None) => not_found_page(),
+        Err(error) => internal_page(error),
+    }
+}
+
+async fn remove_document(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
+        return refused;
+    }
+    if let Err(refused) = me.require(Action::EditAssets) {
+        return refused.into_response();
+    }
+    let Ok(Path((id, document_id))) = path else {
+        return not_found_page();
+    };
+    let (Ok(id), Ok(document_id)) = (Uuid::parse_str(&id), Uuid::parse_str(&document_id)) else {
+        return not_found_page();
+    };
+    let result = state
+        .store
+        .execute::<domain::asset::Asset>(
+            &id.to_string(),
+            domain::asset::AssetCommand::RemoveDocument { document_id },
+            &(),
+            &me.meta(),
+            commands::ConflictPolicy::RetryOnce,
+        )
+        .await;
+    match result {
+        Ok(done) => {
+            state
+                .read_your_writes(
+                    equipment::ASSET_VIEWS,
+                    "asset",
+                    &done.aggregate_id,
+                    done.version,
+                )
+                .await;
+            redirect_with_flash(&format!("/assets/{id}#documents"), "Document removed.")
+        }
+        Err(error) => api_error_page(&cookies, error.into()),
     }
 }
