@@ -377,7 +377,14 @@ pub async fn run(
                         tracing::debug!(projection = name, applied, "caught up");
                     }
                     retry = config.retry_interval;
-                    wakeups.wait(config.poll_interval).await;
+                    if held_back(&pool, name).await {
+                        // Committed events wait behind an older transaction still running
+                        // somewhere in the cluster: no further wake-up will announce them,
+                        // so look again shortly instead of waiting for the poll.
+                        tokio::time::sleep(HELD_BACK_RECHECK).await;
+                    } else {
+                        wakeups.wait(config.poll_interval).await;
+                    }
                 }
                 Ok(CatchUp::Failed { position, error }) => {
                     tracing::error!(projection = name, %position, %error, "projection stopped at a failing event; retrying in {retry:?}");
@@ -392,6 +399,23 @@ pub async fn run(
             }
         }
     }
+}
+
+/// How soon a runner looks again at events held back by an older running transaction.
+const HELD_BACK_RECHECK: Duration = Duration::from_millis(25);
+
+/// True when committed events lie after the projection's checkpoint but the guarded reader
+/// could not return them yet (an older transaction elsewhere is still running).
+async fn held_back(pool: &PgPool, name: &str) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (
+            SELECT 1 FROM events e, projection_checkpoints c
+             WHERE c.name = $1 AND (e.tx_id, e.global_position) > (c.tx_id, c.position))",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await
+    .unwrap_or(false)
 }
 
 /// Takes the projection's session advisory lock on a dedicated connection; `None` when another
