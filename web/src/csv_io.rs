@@ -17,7 +17,9 @@ use axum::Router;
 use commands::EventMeta;
 use domain::asset::AssetStatus;
 use domain::authz::Action;
-use domain::company::{Company, CompanyCommand};
+use domain::company::{
+    Company, CompanyCommand, CompanyProfile, CustomerStatus, ProfileChanges, ProfileInput,
+};
 use domain::contact::{Contact, ContactCommand, ContactDetails, ContactInput};
 use domain::values::{Amount, CompanyName};
 use projections::assets::{self, AssetQuery};
@@ -98,8 +100,23 @@ async fn export_companies(State(state): State<AppState>, me: Principal) -> Respo
     if let Err(refused) = me.require(Action::ViewCompanies) {
         return refused.into_response();
     }
-    let rows: Result<Vec<(Uuid, String, rust_decimal::Decimal, bool)>, _> = sqlx::query_as(
-        "SELECT id, name, monthly_rate, archived FROM companies WHERE tenant_id = $1
+    type Row = (
+        Uuid,
+        String,
+        rust_decimal::Decimal,
+        bool,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Vec<String>,
+    );
+    let rows: Result<Vec<Row>, _> = sqlx::query_as(
+        "SELECT id, name, monthly_rate, archived, customer_status, billing_address, site_address,
+                phone, website, notes, tags
+           FROM companies WHERE tenant_id = $1
           ORDER BY lower(name), id",
     )
     .bind(me.tenant_id)
@@ -107,20 +124,38 @@ async fn export_companies(State(state): State<AppState>, me: Principal) -> Respo
     .await;
     match rows {
         Ok(rows) => {
-            let mut out = vec![vec![
-                "id".to_owned(),
-                "name".into(),
-                "monthly_rate".into(),
-                "archived".into(),
-            ]];
-            out.extend(rows.into_iter().map(|(id, name, rate, archived)| {
-                vec![
-                    id.to_string(),
-                    name,
-                    format!("{rate:.2}"),
-                    archived.to_string(),
-                ]
-            }));
+            let mut out = vec![[
+                "id",
+                "name",
+                "monthly_rate",
+                "archived",
+                "customer_status",
+                "billing_address",
+                "site_address",
+                "phone",
+                "website",
+                "notes",
+                "tags",
+            ]
+            .map(str::to_owned)
+            .to_vec()];
+            out.extend(rows.into_iter().map(
+                |(id, name, rate, archived, status, billing, site, phone, web, notes, tags)| {
+                    vec![
+                        id.to_string(),
+                        name,
+                        format!("{rate:.2}"),
+                        archived.to_string(),
+                        status,
+                        billing,
+                        site,
+                        phone,
+                        web,
+                        notes,
+                        tags.join(", "),
+                    ]
+                },
+            ));
             csv_response("companies.csv", out)
         }
         Err(error) => internal_page(error),
@@ -306,7 +341,21 @@ impl Kind {
     /// (required columns, optional columns).
     fn columns(self) -> (&'static [&'static str], &'static [&'static str]) {
         match self {
-            Self::Companies => (&["name"], &["monthly_rate", "id", "archived"]),
+            Self::Companies => (
+                &["name"],
+                &[
+                    "monthly_rate",
+                    "customer_status",
+                    "billing_address",
+                    "site_address",
+                    "phone",
+                    "website",
+                    "notes",
+                    "tags",
+                    "id",
+                    "archived",
+                ],
+            ),
             Self::Contacts => (
                 &["company", "name"],
                 &[
@@ -366,6 +415,8 @@ enum Planned {
     Company {
         name: CompanyName,
         rate: Amount,
+        status: CustomerStatus,
+        profile: CompanyProfile,
     },
     Contact {
         company_id: Uuid,
@@ -553,8 +604,54 @@ pub async fn plan(
                         fail("name", format!("the same name is on line {first}"));
                     }
                 }
-                if let (Some(name), Some(rate)) = (name, rate) {
-                    rows.push((line, Planned::Company { name, rate }));
+                let status_text = get("customer_status");
+                let status = if status_text.is_empty() {
+                    Some(CustomerStatus::Active)
+                } else {
+                    CustomerStatus::parse("customer_status", &status_text)
+                        .map_err(|e| fail("customer_status", e.message))
+                        .ok()
+                };
+                let (billing, site, phone, web, notes, tags) = (
+                    get("billing_address"),
+                    get("site_address"),
+                    get("phone"),
+                    get("website"),
+                    get("notes"),
+                    get("tags"),
+                );
+                let profile = ProfileChanges::parse(&ProfileInput {
+                    billing_address: Some(&billing),
+                    site_address: Some(&site),
+                    phone: Some(&phone),
+                    website: Some(&web),
+                    notes: Some(&notes),
+                    tags: Some(
+                        tags.split([',', ';'])
+                            .map(str::trim)
+                            .filter(|t| !t.is_empty())
+                            .collect(),
+                    ),
+                })
+                .map(|changes| changes.applied_to(&CompanyProfile::default()))
+                .map_err(|problems| {
+                    for p in problems {
+                        fail(p.field, p.message);
+                    }
+                })
+                .ok();
+                if let (Some(name), Some(rate), Some(status), Some(profile)) =
+                    (name, rate, status, profile)
+                {
+                    rows.push((
+                        line,
+                        Planned::Company {
+                            name,
+                            rate,
+                            status,
+                            profile,
+                        },
+                    ));
                 }
             }
             Kind::Contacts => {
@@ -703,7 +800,12 @@ pub async fn run(
         let meta: EventMeta = me.meta().with_command_id(command_id);
         let id = meta.new_aggregate_id().to_string();
         let (replayed, written) = match row {
-            Planned::Company { name, rate } => {
+            Planned::Company {
+                name,
+                rate,
+                status,
+                profile,
+            } => {
                 let done = state
                     .store
                     .create::<Company>(
@@ -711,8 +813,8 @@ pub async fn run(
                         CompanyCommand::Register {
                             name,
                             monthly_rate: rate,
-                            customer_status: domain::company::CustomerStatus::Active,
-                            profile: domain::company::CompanyProfile::default(),
+                            customer_status: status,
+                            profile,
                         },
                         &(),
                         &meta,
