@@ -227,7 +227,8 @@ impl Projection for CompaniesProjection {
              SELECT u.tenant_id, u.id, u.name, u.monthly_rate, u.archived, u.version,
                     u.created_at, u.updated_at, u.customer_status, u.billing_address,
                     u.site_address, u.phone, u.website, u.notes,
-                    ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb))
+                    CASE WHEN u.tags = '[]' THEN '{{}}'::text[]
+                         ELSE ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)) END
                FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::numeric[], $5::bool[],
                            $6::int8[], $7::timestamptz[], $8::timestamptz[], $9::text[],
                            $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
@@ -424,7 +425,7 @@ pub async fn list<'e>(
             AND ($4 = 'all' OR archived = ($4 = 'archived'))
             AND ($5::text IS NULL OR (lower(name), id) > ($5, $6))
             AND ($7::text IS NULL OR customer_status = $7)
-            AND ($8::text IS NULL OR tags @> ARRAY[$8::text])
+            AND ($8::text IS NULL OR (tags <> '{}' AND tags @> ARRAY[$8::text]))
           ORDER BY lower(name), id
           LIMIT $9",
     )

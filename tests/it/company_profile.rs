@@ -1040,9 +1040,10 @@ async fn the_company_projection_rebuilds_the_profile_after_an_upgrade() {
     .fetch_all(&app.db.pool)
     .await
     .unwrap();
-    for index in ["companies_by_customer_status", "companies_by_tag"] {
-        assert!(indexes.iter().any(|i| i == index), "{index}: {indexes:?}");
-    }
+    assert!(
+        indexes.iter().any(|i| i == "companies_by_tag"),
+        "{indexes:?}"
+    );
     let listed = app
         .request(Method::GET, "/api/v1/companies?tag=vip", None)
         .await
