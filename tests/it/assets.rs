@@ -1044,3 +1044,64 @@ async fn documents_are_type_checked_kept_outside_the_log_and_downloaded_back() {
         .await;
     assert_eq!(probe.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_assets_page_lists_every_company_s_assets_with_filters() {
+    let app = TestApp::new().await;
+    let north = company(&app, "Northwind").await;
+    let south = company(&app, "Southwind").await;
+    asset(
+        &app,
+        json!({"company_id": north, "name": "Front desk PC", "category": "computer"}),
+    )
+    .await;
+    let spare = asset(&app, json!({"company_id": south, "name": "Old printer", "category": "printer", "status": "spare"})).await;
+    let stranger = app.other_tenant("Globex", "owner@globex.test").await;
+    app.settle().await;
+    let page = app
+        .send_as(Some(&app.owner), Method::GET, "/assets", None, &[])
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text.contains("Front desk PC") && page.text.contains("Old printer"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("Northwind") && page.text.contains("Southwind"));
+    let spares = app
+        .send_as(
+            Some(&app.owner),
+            Method::GET,
+            "/assets?status=spare",
+            None,
+            &[],
+        )
+        .await;
+    assert!(spares.text.contains("Old printer") && !spares.text.contains("Front desk PC"));
+    let theirs = app
+        .send_as(
+            Some(&app.owner),
+            Method::GET,
+            &format!("/assets?company_id={north}&category=computer"),
+            None,
+            &[],
+        )
+        .await;
+    assert!(theirs.text.contains("Front desk PC") && !theirs.text.contains("Old printer"));
+    let other = app
+        .send_as(Some(&stranger), Method::GET, "/assets", None, &[])
+        .await;
+    assert!(
+        other.text.contains("No assets match")
+            && !other.text.contains(spare["tag"].as_str().unwrap())
+    );
+    let accountant = app
+        .person(&app.owner, Role::Accountant, "books@acme.test", None)
+        .await;
+    assert_eq!(
+        app.send_as(Some(&accountant), Method::GET, "/assets", None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+}

@@ -43,6 +43,7 @@ pub fn router() -> Router<AppState> {
             "/companies/{id}/credentials",
             get(company_credentials).post(add_company_credential),
         )
+        .route("/assets", get(assets_page))
         .route("/assets/{id}", get(asset_page).post(edit_asset))
         .route("/assets/{id}/credentials", post(add_asset_credential))
         .route(
@@ -463,6 +464,126 @@ fn api_error_page(cookies: &Cookies, error: ApiError) -> Response {
         ),
         other => internal_page(other),
     }
+}
+
+// ---- All the tenant's assets, filtered, in tag order.
+
+#[derive(Template, WebTemplate)]
+#[template(path = "assets.html")]
+struct AssetsPage {
+    flash: Option<String>,
+    assets: Vec<(AssetRow, String)>,
+    statuses: Vec<Choice>,
+    categories: Vec<Choice>,
+    companies: Vec<Choice>,
+    next: Option<String>,
+    query: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AssetsParams {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    company_id: String,
+    #[serde(default)]
+    after: String,
+}
+
+/// Rows per page of the assets list.
+const ASSETS_PAGE: i64 = 100;
+
+async fn assets_page(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    params: Result<axum::extract::Query<AssetsParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(refused) = me.require(Action::ViewCompanies) {
+        return refused.into_response();
+    }
+    let p = params.map(|q| q.0).unwrap_or_default();
+    let status = AssetStatus::parse(&p.status).ok();
+    let company_id = Uuid::parse_str(&p.company_id).ok();
+    let loaded = async {
+        let (_, categories) = equipment::asset_settings(&state, me.tenant_id)
+            .await
+            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let category = categories.iter().find(|c| **c == p.category).cloned();
+        let mut rows = assets::list(
+            &state.pool,
+            me.tenant_id,
+            &AssetQuery {
+                company_id,
+                status: status.map(|s| s.as_str().to_owned()),
+                category: category.clone(),
+                after: p.after.parse().ok(),
+                limit: ASSETS_PAGE + 1,
+                ..AssetQuery::default()
+            },
+        )
+        .await?;
+        let companies: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, name FROM companies WHERE tenant_id = $1 ORDER BY lower(name), id",
+        )
+        .bind(me.tenant_id)
+        .fetch_all(&state.pool)
+        .await?;
+        let next = (rows.len() as i64 > ASSETS_PAGE).then(|| {
+            rows.truncate(ASSETS_PAGE as usize);
+            rows.last()
+                .map(|r| r.number.to_string())
+                .unwrap_or_default()
+        });
+        Ok::<_, sqlx::Error>((rows, companies, categories, category, next))
+    };
+    let (rows, companies, categories, category, next) = match loaded.await {
+        Ok(loaded) => loaded,
+        Err(error) => return internal_page(error),
+    };
+    let names: std::collections::HashMap<Uuid, String> = companies.iter().cloned().collect();
+    let mut company_choices = vec![(String::new(), "All companies".to_owned())];
+    company_choices.extend(
+        companies
+            .iter()
+            .map(|(id, name)| (id.to_string(), name.clone())),
+    );
+    let mut status_choices = vec![(String::new(), "Any status".to_owned())];
+    status_choices.extend(
+        AssetStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_owned(), capitalise(s.label()))),
+    );
+    let mut category_choices = vec![(String::new(), "Any category".to_owned())];
+    category_choices.extend(categories.iter().map(|c| (c.clone(), capitalise(c))));
+    let query = format!(
+        "status={}&category={}&company_id={}",
+        status.map(|s| s.as_str()).unwrap_or(""),
+        crate::console::percent_encode(category.as_deref().unwrap_or("")),
+        company_id.map(|c| c.to_string()).unwrap_or_default()
+    );
+    AssetsPage {
+        flash: cookies.flash.clone(),
+        assets: rows
+            .into_iter()
+            .map(|row| {
+                let company = names.get(&row.company_id).cloned().unwrap_or_default();
+                (row, company)
+            })
+            .collect(),
+        statuses: choices(&status_choices, status.map(|s| s.as_str()).unwrap_or("")),
+        categories: choices(&category_choices, category.as_deref().unwrap_or("")),
+        companies: choice_of_company(&company_choices, company_id),
+        next,
+        query,
+    }
+    .into_response()
+}
+
+fn choice_of_company(all: &[(String, String)], current: Option<Uuid>) -> Vec<Choice> {
+    choices(all, &current.map(|c| c.to_string()).unwrap_or_default())
 }
 
 // ---- The asset page.
