@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use st_tests::{Reply, TestApp};
 
 /// How many requests one run sends.
-const CASES: u32 = 500;
+const CASES: u32 = 1500;
 
 /// One documented operation.
 #[derive(Debug, Clone)]
@@ -503,9 +503,11 @@ async fn world(app: &TestApp) -> (World, Value) {
         crate::tokens::person(app, domain::identity::Role::Technician, "t@acme.test", None).await;
     let victim =
         crate::tokens::person(app, domain::identity::Role::Accountant, "a@acme.test", None).await;
-    let post = |who: Option<&st_tests::Person>, path: &'static str, body: Value| {
+    let post = |who: Option<&st_tests::Person>, path: &str, body: Value| {
         let auth = who.map(|w| format!("Bearer {}", w.token));
+        let path = path.to_owned();
         async move {
+            let path = path.as_str();
             let headers: Vec<(&str, &str)> = auth
                 .as_deref()
                 .map(|a| ("authorization", a))
@@ -531,7 +533,32 @@ async fn world(app: &TestApp) -> (World, Value) {
     // The tokens the requests authenticate with; their ids stay out of the paths, so a
     // generated revoke does not end the run's own credentials.
     let owner_auth = post(owner, "/api/v1/tokens", json!({"name": "fuzz"})).await;
+    // Assets and a credential, ours and theirs, so the asset and vault paths meet real records.
+    let asset = post(
+        owner,
+        "/api/v1/assets",
+        json!({"company_id": company["id"], "name": "Fuzzed PC", "category": "computer"}),
+    )
+    .await;
+    let their_asset = post(
+        Some(&stranger),
+        "/api/v1/assets",
+        json!({"company_id": theirs["id"], "name": "Their PC", "category": "computer"}),
+    )
+    .await;
+    let credential = post(
+        owner,
+        &format!(
+            "/api/v1/assets/{}/credentials",
+            asset["id"].as_str().unwrap()
+        ),
+        json!({"label": "Admin", "password": "fuzz-secret"}),
+    )
+    .await;
     let ids = vec![
+        asset["id"].as_str().unwrap().to_owned(),
+        their_asset["id"].as_str().unwrap().to_owned(),
+        credential["id"].as_str().unwrap().to_owned(),
         company["id"].as_str().unwrap().to_owned(),
         theirs["id"].as_str().unwrap().to_owned(),
         spare["id"].as_str().unwrap().to_owned(),
