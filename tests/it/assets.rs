@@ -919,19 +919,6 @@ async fn the_tag_prefix_and_own_categories_are_settings() {
     assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
 }
 
-/// The CSRF token the console set on a page.
-fn csrf_of(reply: &st_tests::Reply) -> String {
-    reply
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("st_csrf="))
-        .and_then(|v| v.split(';').next())
-        .expect("a CSRF cookie")
-        .to_owned()
-}
-
 #[tokio::test]
 async fn documents_are_type_checked_kept_outside_the_log_and_downloaded_back() {
     let app = TestApp::new().await;
@@ -952,7 +939,7 @@ async fn documents_are_type_checked_kept_outside_the_log_and_downloaded_back() {
         )
         .await;
     assert_eq!(page.status, StatusCode::OK);
-    let token = csrf_of(&page);
+    let token = page.csrf_cookie();
     let upload = |name: &'static str, bytes: Vec<u8>| {
         let token = token.clone();
         let app = &app;

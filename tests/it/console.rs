@@ -4,18 +4,6 @@
 use axum::http::{Method, StatusCode};
 use st_tests::{Reply, TestApp};
 
-fn cookie_token(reply: &Reply) -> String {
-    reply
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("st_csrf="))
-        .and_then(|v| v.split(';').next())
-        .expect("a CSRF cookie")
-        .to_owned()
-}
-
 async fn post_form(app: &TestApp, path: &str, token: &str, form: &str) -> Reply {
     app.send_body(
         Method::POST,
@@ -35,7 +23,7 @@ async fn a_company_is_added_renamed_rated_archived_and_restored_from_the_console
     let page = app.request(Method::GET, "/companies", None).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("No companies yet"));
-    let token = cookie_token(&page);
+    let token = page.csrf_cookie();
     assert!(page
         .text
         .contains(&format!("name=\"csrf\" value=\"{token}\"")));
@@ -150,7 +138,10 @@ async fn a_company_is_added_renamed_rated_archived_and_restored_from_the_console
 #[tokio::test]
 async fn a_form_with_bad_input_is_shown_again_with_messages_and_input() {
     let app = TestApp::new().await;
-    let token = cookie_token(&app.request(Method::GET, "/companies", None).await);
+    let token = app
+        .request(Method::GET, "/companies", None)
+        .await
+        .csrf_cookie();
     let reply = post_form(
         &app,
         "/companies",
@@ -176,7 +167,10 @@ async fn a_form_with_bad_input_is_shown_again_with_messages_and_input() {
 #[tokio::test]
 async fn a_form_without_the_csrf_token_is_refused() {
     let app = TestApp::new().await;
-    let token = cookie_token(&app.request(Method::GET, "/companies", None).await);
+    let token = app
+        .request(Method::GET, "/companies", None)
+        .await
+        .csrf_cookie();
     let missing = app
         .send_body(
             Method::POST,
@@ -226,7 +220,7 @@ async fn unknown_pages_and_companies_are_404_pages() {
 async fn a_bad_rate_on_the_company_page_keeps_the_input_and_the_other_form() {
     let app = TestApp::new().await;
     let page = app.request(Method::GET, "/companies", None).await;
-    let token = cookie_token(&page);
+    let token = page.csrf_cookie();
     let added = post_form(
         &app,
         "/companies",
@@ -308,7 +302,10 @@ async fn the_global_search_finds_companies_and_people_of_the_tenant_only() {
 #[tokio::test]
 async fn the_new_company_form_works_as_an_htmx_modal_and_as_a_page() {
     let app = TestApp::new().await;
-    let token = cookie_token(&app.request(Method::GET, "/companies", None).await);
+    let token = app
+        .request(Method::GET, "/companies", None)
+        .await
+        .csrf_cookie();
     let list = app.request(Method::GET, "/companies", None).await;
     assert!(list.text.contains("hx-get=\"/companies/new\""));
     assert!(list.text.contains("<dialog id=\"modal\""));

@@ -7,18 +7,6 @@ use domain::identity::Role;
 use serde_json::json;
 use st_tests::{Reply, TestApp};
 
-fn cookie_token(reply: &Reply) -> String {
-    reply
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("st_csrf="))
-        .and_then(|v| v.split(';').next())
-        .expect("a CSRF cookie")
-        .to_owned()
-}
-
 async fn upload(
     app: &TestApp,
     who: Option<&st_tests::Person>,
@@ -28,7 +16,7 @@ async fn upload(
 ) -> Reply {
     let who = Some(who.unwrap_or(&app.owner));
     let page = app.send_as(who, Method::GET, "/import", None, &[]).await;
-    let token = cookie_token(&page);
+    let token = page.csrf_cookie();
     let boundary = "----st-test-boundary";
     let body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{token}\r\n\

@@ -175,6 +175,18 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The CSRF token the console set on this page (its `st_csrf` cookie).
+    pub fn csrf_cookie(&self) -> String {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix("st_csrf="))
+            .and_then(|v| v.split(';').next())
+            .expect("a CSRF cookie")
+            .to_owned()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }

@@ -25,8 +25,8 @@ use uuid::Uuid;
 
 use crate::auth::{self, Principal};
 use crate::console::{
-    capitalise, csrf_refusal, display_time, error_page, form_done, internal_page, not_found_page,
-    path_uuid, redirect_with_flash, Cookies,
+    capitalise, company_for_tab, csrf_refusal, display_time, error_page, form_done, internal_page,
+    not_found_page, path_uuid, redirect_with_flash, CompanyTab, CompanyTabs, Cookies, FormParts,
 };
 use crate::credentials::{self as vault, CredentialBody, RevealedJson};
 use crate::equipment::{self, AssetBody};
@@ -260,7 +260,7 @@ fn error_of(errors: &[ValidationError], field: &str, label: &str) -> Option<Stri
 struct CompanyAssetsPage {
     flash: Option<String>,
     csrf: String,
-    tabs: crate::console::CompanyTabs,
+    tabs: CompanyTabs,
     company: CompanyRow,
     assets: Vec<AssetLine>,
     may_edit: bool,
@@ -279,23 +279,12 @@ struct AssetLine {
     contact: String,
 }
 
-async fn company_of(
-    state: &AppState,
-    me: &Principal,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Option<CompanyRow>, sqlx::Error> {
-    let Some(id) = path_uuid(path) else {
-        return Ok(None);
-    };
-    companies::get(&state.pool, me.tenant_id, id).await
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn render_company_assets(
     state: &AppState,
     me: &Principal,
     cookies: &Cookies,
-    company: CompanyRow,
+    (company, tabs): (CompanyRow, CompanyTabs),
     form: &AssetForm,
     errors: &[ValidationError],
     status: StatusCode,
@@ -353,7 +342,7 @@ async fn render_company_assets(
         contact_error: error_of(errors, "contact_id", "Assigned to"),
         next_tag: format!("{prefix}-…"),
         open_form: !errors.is_empty(),
-        tabs: crate::console::CompanyTabs::new(&company, crate::console::CompanyTab::Assets),
+        tabs,
         company,
     };
     (status, page).into_response()
@@ -368,21 +357,20 @@ async fn company_assets(
     if let Err(refused) = me.require(Action::ViewCompanies) {
         return refused.into_response();
     }
-    match company_of(&state, &me, path).await {
-        Ok(Some(company)) => {
+    match company_for_tab(&state, &me, path, CompanyTab::Assets).await {
+        Ok(page) => {
             render_company_assets(
                 &state,
                 &me,
                 &cookies,
-                company,
+                page,
                 &AssetForm::default(),
                 &[],
                 StatusCode::OK,
             )
             .await
         }
-        Ok(None) => not_found_page(),
-        Err(error) => internal_page(error),
+        Err(answer) => answer,
     }
 }
 
@@ -400,19 +388,19 @@ async fn create_asset(
     if let Err(refused) = me.require(Action::EditAssets) {
         return refused.into_response();
     }
-    let company = match company_of(&state, &me, path).await {
-        Ok(Some(company)) => company,
-        Ok(None) => return not_found_page(),
-        Err(error) => return internal_page(error),
+    let page = match company_for_tab(&state, &me, path, CompanyTab::Assets).await {
+        Ok(page) => page,
+        Err(answer) => return answer,
     };
-    let body = match form.body(Some(company.id)) {
+    let company_id = page.0.id;
+    let body = match form.body(Some(company_id)) {
         Ok(body) => body,
         Err(e) => {
             return render_company_assets(
                 &state,
                 &me,
                 &cookies,
-                company,
+                page,
                 &form,
                 &[e],
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -420,7 +408,7 @@ async fn create_asset(
             .await
         }
     };
-    match equipment::create_from_console(&state, &me, company.id, &body).await {
+    match equipment::create_from_console(&state, &me, company_id, &body).await {
         Ok(done) => form_done(
             &headers,
             &format!("/assets/{}", done.aggregate_id),
@@ -431,7 +419,7 @@ async fn create_asset(
                 &state,
                 &me,
                 &cookies,
-                company,
+                page,
                 &form,
                 &errors,
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -440,6 +428,15 @@ async fn create_asset(
         }
         Err(error) => api_error_page(&cookies, error),
     }
+}
+
+/// The two ids of a path such as `/credentials/{id}/shares/{share_id}` (`None`: not UUIDs).
+fn two_ids(path: Result<Path<(String, String)>, PathRejection>) -> Option<(Uuid, Uuid)> {
+    let Path((first, second)) = path.ok()?;
+    Some((
+        Uuid::parse_str(&first).ok()?,
+        Uuid::parse_str(&second).ok()?,
+    ))
 }
 
 /// A refusal from the shared operations, as a console page.
@@ -907,7 +904,7 @@ async fn add_asset_credential(
 struct CompanyCredentialsPage {
     flash: Option<String>,
     csrf: String,
-    tabs: crate::console::CompanyTabs,
+    tabs: CompanyTabs,
     company: CompanyRow,
     credentials: Vec<(CredentialRow, String)>,
     may_add: bool,
@@ -919,7 +916,7 @@ async fn render_company_credentials(
     state: &AppState,
     me: &Principal,
     cookies: &Cookies,
-    company: CompanyRow,
+    (company, tabs): (CompanyRow, CompanyTabs),
     form: &CredentialForm,
     errors: &[ValidationError],
     status: StatusCode,
@@ -959,7 +956,7 @@ async fn render_company_credentials(
             .collect(),
         credential_fields: credential_fields(form, errors),
         open_form: !errors.is_empty(),
-        tabs: crate::console::CompanyTabs::new(&company, crate::console::CompanyTab::Credentials),
+        tabs,
         company,
     };
     (status, page).into_response()
@@ -974,21 +971,20 @@ async fn company_credentials(
     if let Err(refused) = me.require(Action::UseVault) {
         return refused.into_response();
     }
-    match company_of(&state, &me, path).await {
-        Ok(Some(company)) => {
+    match company_for_tab(&state, &me, path, CompanyTab::Credentials).await {
+        Ok(page) => {
             render_company_credentials(
                 &state,
                 &me,
                 &cookies,
-                company,
+                page,
                 &CredentialForm::default(),
                 &[],
                 StatusCode::OK,
             )
             .await
         }
-        Ok(None) => not_found_page(),
-        Err(error) => internal_page(error),
+        Err(answer) => answer,
     }
 }
 
@@ -1006,14 +1002,14 @@ async fn add_company_credential(
     if let Err(refused) = me.require(Action::UseVault) {
         return refused.into_response();
     }
-    let company = match company_of(&state, &me, path).await {
-        Ok(Some(company)) => company,
-        Ok(None) => return not_found_page(),
-        Err(error) => return internal_page(error),
+    let page = match company_for_tab(&state, &me, path, CompanyTab::Credentials).await {
+        Ok(page) => page,
+        Err(answer) => return answer,
     };
-    match vault::add(&state, &me.meta(), company.id, None, &form.body()).await {
+    let company_id = page.0.id;
+    match vault::add(&state, &me.meta(), company_id, None, &form.body()).await {
         Ok(_) => redirect_with_flash(
-            &format!("/companies/{}/credentials", company.id),
+            &format!("/companies/{company_id}/credentials"),
             &format!("Added {}.", form.label.trim()),
         ),
         Err(ApiError::Invalid(errors)) => {
@@ -1021,7 +1017,7 @@ async fn add_company_credential(
                 &state,
                 &me,
                 &cookies,
-                company,
+                page,
                 &form,
                 &errors,
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -1252,10 +1248,7 @@ async fn revoke_in_console(
     if let Err(refused) = me.require(Action::UseVault) {
         return refused.into_response();
     }
-    let Ok(Path((id, share_id))) = path else {
-        return not_found_page();
-    };
-    let (Ok(id), Ok(share_id)) = (Uuid::parse_str(&id), Uuid::parse_str(&share_id)) else {
+    let Some((id, share_id)) = two_ids(path) else {
         return not_found_page();
     };
     match vault::revoke(&state, &me.meta(), id, share_id).await {
@@ -1481,45 +1474,14 @@ async fn attach_document(
     axum::Extension(cookies): axum::Extension<Cookies>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
-    mut multipart: axum::extract::Multipart,
+    multipart: axum::extract::Multipart,
 ) -> Response {
-    let mut csrf = String::new();
-    let mut file_name = String::new();
-    let mut bytes = Vec::new();
-    loop {
-        match multipart.next_field().await {
-            Ok(Some(field)) => {
-                let name = field.name().unwrap_or("").to_owned();
-                if name == "file" {
-                    file_name = field.file_name().unwrap_or("").to_owned();
-                }
-                match field.bytes().await {
-                    Ok(data) if name == "csrf" => {
-                        csrf = String::from_utf8_lossy(&data).into_owned()
-                    }
-                    Ok(data) if name == "file" => bytes = data.to_vec(),
-                    Ok(_) => {}
-                    Err(e) => {
-                        return error_page(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            &cookies,
-                            "The document could not be read",
-                            &format!("{} A document is at most 10 MB.", e.body_text()),
-                        )
-                    }
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                return error_page(
-                    e.status(),
-                    &cookies,
-                    "The upload could not be read",
-                    &e.body_text(),
-                )
-            }
-        }
-    }
+    let form = match FormParts::read(multipart, &cookies, "A document is at most 10 MB.").await {
+        Ok(form) => form,
+        Err(answer) => return answer,
+    };
+    let csrf = form.text("csrf");
+    let (file_name, bytes) = form.file("file");
     if let Some(refused) = csrf_refusal(&cookies, &headers, &csrf) {
         return refused;
     }
@@ -1560,7 +1522,7 @@ async fn attach_document(
     )
     .bind(me.tenant_id)
     .bind(&sha256)
-    .bind(&bytes)
+    .bind(bytes.as_ref())
     .execute(&state.pool)
     .await;
     if let Err(error) = stored {
@@ -1612,10 +1574,7 @@ async fn download_document(
     if let Err(refused) = me.require(Action::ViewCompanies) {
         return refused.into_response();
     }
-    let Ok(Path((id, document_id))) = path else {
-        return not_found_page();
-    };
-    let (Ok(id), Ok(document_id)) = (Uuid::parse_str(&id), Uuid::parse_str(&document_id)) else {
+    let Some((id, document_id)) = two_ids(path) else {
         return not_found_page();
     };
     let asset = match assets::get(&state.pool, me.tenant_id, id).await {
@@ -1681,10 +1640,7 @@ async fn remove_document(
     if let Err(refused) = me.require(Action::EditAssets) {
         return refused.into_response();
     }
-    let Ok(Path((id, document_id))) = path else {
-        return not_found_page();
-    };
-    let (Ok(id), Ok(document_id)) = (Uuid::parse_str(&id), Uuid::parse_str(&document_id)) else {
+    let Some((id, document_id)) = two_ids(path) else {
         return not_found_page();
     };
     let result = state

@@ -456,6 +456,64 @@ pub(crate) async fn company_for_tab(
     }
 }
 
+/// A multipart form read whole (an upload): each part's name → its file name (empty for a
+/// plain field) and bytes. A form that cannot be read is the page to answer instead, with
+/// `limit` (what the form accepts) in its message.
+pub(crate) struct FormParts(std::collections::HashMap<String, (String, axum::body::Bytes)>);
+
+impl FormParts {
+    pub(crate) async fn read(
+        mut multipart: axum::extract::Multipart,
+        cookies: &Cookies,
+        limit: &str,
+    ) -> Result<Self, Response> {
+        let mut parts = std::collections::HashMap::new();
+        loop {
+            match multipart.next_field().await {
+                Ok(Some(field)) => {
+                    let name = field.name().unwrap_or("").to_owned();
+                    let file_name = field.file_name().unwrap_or("").to_owned();
+                    match field.bytes().await {
+                        Ok(data) => {
+                            parts.insert(name, (file_name, data));
+                        }
+                        Err(e) => {
+                            return Err(error_page(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                cookies,
+                                "The upload could not be read",
+                                &format!("{} {limit}", e.body_text()),
+                            ))
+                        }
+                    }
+                }
+                Ok(None) => return Ok(Self(parts)),
+                Err(e) => {
+                    return Err(error_page(
+                        e.status(),
+                        cookies,
+                        "The upload could not be read",
+                        &format!("{} {limit}", e.body_text()),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// A plain field's text (empty when absent).
+    pub(crate) fn text(&self, name: &str) -> String {
+        self.0
+            .get(name)
+            .map(|(_, data)| String::from_utf8_lossy(data).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// A file part: its file name and bytes (empty when absent).
+    pub(crate) fn file(&self, name: &str) -> (String, axum::body::Bytes) {
+        self.0.get(name).cloned().unwrap_or_default()
+    }
+}
+
 /// The values and messages of a company form.
 #[derive(Default)]
 struct CompanyFormView {

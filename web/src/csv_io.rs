@@ -27,7 +27,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::Principal;
-use crate::console::{csrf_refusal, internal_page, redirect_with_flash, Cookies};
+use crate::console::{csrf_refusal, internal_page, redirect_with_flash, Cookies, FormParts};
 use crate::equipment::{self, AssetBody};
 use crate::error::ApiError;
 use crate::AppState;
@@ -904,47 +904,20 @@ async fn import(
     me: Principal,
     axum::Extension(cookies): axum::Extension<Cookies>,
     headers: HeaderMap,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> Response {
-    let mut csrf = String::new();
-    let mut kind = String::new();
-    let mut mode = String::new();
-    let mut file_name = String::new();
-    let mut bytes = Vec::new();
-    loop {
-        match multipart.next_field().await {
-            Ok(Some(field)) => {
-                let name = field.name().unwrap_or("").to_owned();
-                if name == "file" {
-                    file_name = field.file_name().unwrap_or("").to_owned();
-                }
-                match field.bytes().await {
-                    Ok(data) => match name.as_str() {
-                        "csrf" => csrf = String::from_utf8_lossy(&data).into_owned(),
-                        "kind" => kind = String::from_utf8_lossy(&data).into_owned(),
-                        "mode" => mode = String::from_utf8_lossy(&data).into_owned(),
-                        "file" => bytes = data.to_vec(),
-                        _ => {}
-                    },
-                    Err(e) => {
-                        return refusal(
-                            &cookies,
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            &format!("The file could not be read: {}.", e.body_text()),
-                        )
-                    }
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                return refusal(
-                    &cookies,
-                    e.status(),
-                    &format!("The upload could not be read: {}.", e.body_text()),
-                )
-            }
-        }
-    }
+    let form = match FormParts::read(
+        multipart,
+        &cookies,
+        "A file is at most 5 MB and 10,000 rows.",
+    )
+    .await
+    {
+        Ok(form) => form,
+        Err(answer) => return answer,
+    };
+    let (csrf, kind, mode) = (form.text("csrf"), form.text("kind"), form.text("mode"));
+    let (file_name, bytes) = form.file("file");
     if let Some(refused) = csrf_refusal(&cookies, &headers, &csrf) {
         return refused;
     }

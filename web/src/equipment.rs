@@ -270,7 +270,8 @@ pub async fn check_contact(
     }
 }
 
-/// Registers an asset: its tag comes from the tenant's gapless sequence.
+/// Registers an asset: its tag comes from the tenant's gapless sequence. Does not wait for the
+/// read models (an import registers many; the caller waits once when it needs to).
 pub async fn register(
     state: &AppState,
     meta: &EventMeta,
@@ -298,9 +299,6 @@ pub async fn register(
             meta,
         )
         .await?;
-    state
-        .read_your_writes(ASSET_VIEWS, "asset", &done.aggregate_id, done.version)
-        .await;
     Ok(done)
 }
 
@@ -419,7 +417,12 @@ pub async fn create_from_console(
 ) -> Result<Executed<Asset>, ApiError> {
     let mut body = body.clone();
     body.company_id = Some(company_id);
-    create(state, me, &me.meta(), &body).await
+    let done = create(state, me, &me.meta(), &body).await?;
+    // The asset's page comes next: it reads the read models.
+    state
+        .read_your_writes(ASSET_VIEWS, "asset", &done.aggregate_id, done.version)
+        .await;
+    Ok(done)
 }
 
 /// Applies `body` to asset `id`; `None` when nothing changed.
