@@ -401,7 +401,13 @@ pub async fn search<'e>(
     kinds: &[&str],
     per_kind: i64,
 ) -> Result<Vec<Hit>, sqlx::Error> {
-    let q = q.trim().to_lowercase();
+    // PostgreSQL text holds no NUL; other control characters match nothing anyway.
+    let q: String = q
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .to_lowercase();
     if q.is_empty() || kinds.is_empty() {
         return Ok(Vec::new());
     }

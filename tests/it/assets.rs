@@ -686,6 +686,31 @@ async fn search_finds_records_by_identifiers_and_misspelt_names_within_the_tenan
     );
     let empty = app.request(Method::GET, "/api/v1/search?q=", None).await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    let control = app
+        .request(Method::GET, "/api/v1/search?q=a%01b", None)
+        .await;
+    assert_eq!(control.status, StatusCode::BAD_REQUEST, "{}", control.text);
+    assert!(control.text.contains("control characters"));
+    let page = app.request(Method::GET, "/search?q=5CD%011234", None).await;
+    assert_eq!(page.status, StatusCode::OK, "the console drops them");
+    let suggest = app
+        .request(Method::GET, "/search/suggest?q=%00", None)
+        .await;
+    assert_eq!(suggest.status, StatusCode::BAD_REQUEST);
+    // A NUL in any query string is refused before any handler (PostgreSQL text holds none).
+    for path in [
+        "/api/v1/companies?q=a%00b",
+        "/companies?q=a%00b",
+        "/api/v1/assets?category=a%00b",
+    ] {
+        let reply = app.request(Method::GET, path, None).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            reply.text
+        );
+    }
 }
 
 fn serve_env(db: &TestDb, key: &str) -> Command {

@@ -252,6 +252,19 @@ pub fn not_found_page() -> Response {
         .into_response()
 }
 
+/// A request whose address no page can take (e.g. a NUL character in the query string).
+pub fn bad_address_page(message: &'static str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        ErrorPage {
+            flash: None,
+            title: "This address cannot be read",
+            message,
+        },
+    )
+        .into_response()
+}
+
 pub(crate) fn internal_page(error: impl std::fmt::Display) -> Response {
     tracing::error!(%error, "internal error");
     server_error_page()

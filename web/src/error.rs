@@ -203,8 +203,23 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     if let Some(id) = &request_id {
         request.extensions_mut().insert(RequestId(id.clone()));
     }
+    // PostgreSQL text cannot hold a NUL character: a query string with one is refused here,
+    // once for every route, instead of failing in the database behind some filter.
+    let nul_in_query = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.to_ascii_lowercase().contains("%00"));
     let run = async move {
-        let mut response = next.run(request).await;
+        let mut response = if !nul_in_query {
+            next.run(request).await
+        } else if problem_path {
+            ApiError::BadRequest("the query string must not contain NUL characters (%00)".into())
+                .into_response()
+        } else {
+            crate::console::bad_address_page(
+                "The address contains a NUL character (%00), which no page accepts.",
+            )
+        };
         if response.extensions().get::<Panicked>().is_some() && !problem_path {
             return crate::console::server_error_page();
         }

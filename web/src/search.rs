@@ -97,6 +97,7 @@ fn query_of(params: Result<Query<Params>, axum::extract::rejection::QueryRejecti
         .unwrap_or_default()
         .trim()
         .chars()
+        .filter(|c| !c.is_control())
         .take(MAX_QUERY)
         .collect()
 }
@@ -266,6 +267,11 @@ pub async fn search_api(
         if raw.trim().is_empty() {
             return Err(ApiError::BadRequest(
                 "q is required: what to look for".into(),
+            ));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(ApiError::BadRequest(
+                "q must not contain control characters".into(),
             ));
         }
         if raw.chars().count() > MAX_QUERY {
