@@ -74,6 +74,7 @@ pub const AGGREGATES: &[AggregateKind] = &[
     kind::<domain::sequence::NumberSequence>(),
     kind::<domain::tenant::Tenant>(),
     kind::<domain::user::User>(),
+    kind::<domain::workorder::WorkOrder>(),
 ];
 
 pub fn find(name: &str) -> Option<&'static AggregateKind> {

@@ -50,6 +50,7 @@ impl StoredAggregate for domain::credential::Credential {}
 impl StoredAggregate for domain::sequence::NumberSequence {}
 impl StoredAggregate for domain::tenant::Tenant {}
 impl StoredAggregate for domain::user::User {}
+impl StoredAggregate for domain::workorder::WorkOrder {}
 
 /// What to do when another writer appended to the same aggregate first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ pub enum Action {
     /// Register, rename, archive and restore customer companies; change their customer status
     /// and profile (addresses, phone, website, notes, tags).
     EditCompanies,
-    /// Set a company's monthly contract rate.
+    /// Set a company's monthly contract rate and what the contract covers.
     SetCompanyRate,
     /// Add and change a company's contacts (its people).
     EditContacts,
@@ -38,10 +38,20 @@ pub enum Action {
     OwnAccount,
     /// The tenant's name, currency and time zone.
     TenantSettings,
+    /// See work orders, their timelines, time entries and the unbilled work.
+    ViewWorkOrders,
+    /// Raise and change work orders: assign, move, comment, attach, issue status links.
+    EditWorkOrders,
+    /// Start and stop timers and log time on work orders.
+    LogTime,
+    /// Ask for work: raise a work order for one's own company (portal people).
+    RequestWork,
+    /// Business hours, SLA policies, work types and rates, technicians' labour costs.
+    ServiceSettings,
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 18] = [
         Action::ViewCompanies,
         Action::EditCompanies,
         Action::SetCompanyRate,
@@ -55,6 +65,11 @@ impl Action {
         Action::OwnTokens,
         Action::OwnAccount,
         Action::TenantSettings,
+        Action::ViewWorkOrders,
+        Action::EditWorkOrders,
+        Action::LogTime,
+        Action::RequestWork,
+        Action::ServiceSettings,
     ];
 
     /// How the action reads in the matrix.
@@ -64,7 +79,7 @@ impl Action {
             Action::EditCompanies => {
                 "Register, rename, archive, restore companies; edit their status and profile"
             }
-            Action::SetCompanyRate => "Set a company's monthly contract rate",
+            Action::SetCompanyRate => "Set a company's monthly contract rate and coverage",
             Action::EditContacts => "Add and change a company's contacts",
             Action::EditAssets => "Register and change assets, attach documents, import",
             Action::UseVault => "Credentials vault: add, change, reveal secrets, share links",
@@ -77,6 +92,15 @@ impl Action {
                 "Own password and sessions, sign out; see the organisation's settings"
             }
             Action::TenantSettings => "Change the organisation's name, currency, time zone",
+            Action::ViewWorkOrders => "See work orders, their timelines, time and unbilled work",
+            Action::EditWorkOrders => {
+                "Raise and change work orders: assign, move, comment, attach, status links"
+            }
+            Action::LogTime => "Start and stop timers, log time on work orders",
+            Action::RequestWork => "Raise a work order for one's own company (portal)",
+            Action::ServiceSettings => {
+                "Business hours, SLA policies, work types and rates, labour costs"
+            }
         }
     }
 
@@ -97,6 +121,11 @@ impl Action {
             Action::OwnTokens => &[Owner, Admin, Technician, Accountant],
             Action::OwnAccount => &[Owner, Admin, Technician, Accountant, Client],
             Action::TenantSettings => &[Owner],
+            Action::ViewWorkOrders => &[Owner, Admin, Technician, Accountant],
+            Action::EditWorkOrders => &[Owner, Admin, Technician],
+            Action::LogTime => &[Owner, Admin, Technician],
+            Action::RequestWork => &[Client],
+            Action::ServiceSettings => &[Owner, Admin],
         }
     }
 }
@@ -145,11 +174,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clients_get_only_their_own_account() {
+    fn clients_get_only_their_own_account_and_asking_for_work() {
         for action in Action::ALL {
             assert_eq!(
                 allows(Role::Client, action),
-                action == Action::OwnAccount,
+                matches!(action, Action::OwnAccount | Action::RequestWork),
                 "{action:?}"
             );
         }

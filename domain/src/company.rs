@@ -22,6 +22,9 @@ pub struct Company {
     pub customer_status: CustomerStatus,
     #[serde(default)]
     pub profile: CompanyProfile,
+    /// What the monthly contract covers (issue 5).
+    #[serde(default)]
+    pub coverage: crate::coverage::Coverage,
 }
 
 /// Where a company stands as a customer. Independent of `archived`, which only takes a company
@@ -374,6 +377,10 @@ pub enum CompanyCommand {
     },
     /// Changes the fields present; the others stay.
     UpdateProfile(ProfileChanges),
+    /// Sets what the monthly contract covers (checked with `Coverage::parse`).
+    SetCoverage {
+        coverage: crate::coverage::Coverage,
+    },
     /// Several changes at once (the API's PATCH): all are decided against the same state and
     /// appended together, or none is. Fields equal to the current value change nothing.
     Update(CompanyChanges),
@@ -422,6 +429,10 @@ pub enum CompanyEvent {
         status: CustomerStatus,
         previous_status: CustomerStatus,
     },
+    /// The whole coverage after the change.
+    ContractCoverageChanged {
+        coverage: crate::coverage::Coverage,
+    },
 }
 
 impl DomainEvent for CompanyEvent {
@@ -434,6 +445,7 @@ impl DomainEvent for CompanyEvent {
             Self::CompanyRestored { .. } => "CompanyRestored",
             Self::CompanyProfileUpdated { .. } => "CompanyProfileUpdated",
             Self::CompanyStatusChanged { .. } => "CompanyStatusChanged",
+            Self::ContractCoverageChanged { .. } => "ContractCoverageChanged",
         }
         .to_string()
     }
@@ -555,6 +567,14 @@ impl Company {
                     }]
                 }
             }
+            CompanyCommand::SetCoverage { coverage } => {
+                self.require_active()?;
+                if coverage == self.coverage {
+                    vec![]
+                } else {
+                    vec![E::ContractCoverageChanged { coverage }]
+                }
+            }
             CompanyCommand::Archive => {
                 self.require_registered()?;
                 if self.archived {
@@ -645,6 +665,7 @@ impl Aggregate for Company {
             CompanyEvent::CompanyRestored {} => self.archived = false,
             CompanyEvent::CompanyProfileUpdated { profile, .. } => self.profile = profile,
             CompanyEvent::CompanyStatusChanged { status, .. } => self.customer_status = status,
+            CompanyEvent::ContractCoverageChanged { coverage } => self.coverage = coverage,
         }
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod asset;
 pub mod authz;
+pub mod business_hours;
 pub mod company;
 pub mod contact;
+pub mod coverage;
 pub mod credential;
 pub mod error;
 pub mod identity;
@@ -13,5 +15,6 @@ pub mod sequence;
 pub mod tenant;
 pub mod user;
 pub mod values;
+pub mod workorder;
 
 pub use error::{ErrorKind, HasErrorKind, ValidationError};

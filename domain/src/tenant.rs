@@ -9,7 +9,11 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::business_hours::BusinessHours;
+use crate::coverage::{WorkType, DEFAULT_WORK_TYPES};
 use crate::identity::{Currency, Role, TimeZone};
+use crate::values::Amount;
+use crate::workorder::{Priority, SlaPolicy};
 use crate::{ErrorKind, HasErrorKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +22,10 @@ pub struct Member {
     /// The customer company of a `client` member.
     pub company_id: Option<Uuid>,
     pub enabled: bool,
+    /// The member's hourly labour cost (technicians' time entries keep it apart from the
+    /// charge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourly_cost: Option<Amount>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +41,21 @@ pub struct Tenant {
     /// Asset categories this tenant defined, beside the built-in ones.
     #[serde(default)]
     pub asset_categories: Vec<String>,
+    /// `None`: Mon–Fri 09:00–17:00 in the tenant's time zone (`business_hours()`).
+    #[serde(default)]
+    pub business_hours: Option<BusinessHours>,
+    /// SLA targets per priority; a priority without one has no SLA.
+    #[serde(default)]
+    pub sla_policies: Vec<SlaPolicy>,
+    /// Who hears of SLA warnings and breaches, beside the assignee.
+    #[serde(default)]
+    pub sla_escalate_to: Option<Uuid>,
+    /// `None`: `coverage::DEFAULT_WORK_TYPES`, without rates.
+    #[serde(default)]
+    pub work_types: Option<Vec<WorkType>>,
+    /// The hourly rate of billable work when neither the company nor the work type has one.
+    #[serde(default)]
+    pub default_hourly_rate: Option<Amount>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +96,23 @@ pub enum TenantCommand {
     ChangeAssetSettings {
         tag_prefix: String,
         categories: Vec<String>,
+    },
+    SetBusinessHours {
+        hours: BusinessHours,
+    },
+    /// Checked with `workorder::parse_sla_policies`; `escalate_to` must be a staff member.
+    SetSlaPolicies {
+        policies: Vec<SlaPolicy>,
+        escalate_to: Option<Uuid>,
+    },
+    /// Work types (names checked with `coverage::parse_work_type_name`) and the default rate.
+    ChangeWorkSettings {
+        work_types: Vec<WorkType>,
+        default_hourly_rate: Amount,
+    },
+    SetLabourCost {
+        user_id: Uuid,
+        hourly_cost: Option<Amount>,
     },
 }
 
@@ -115,6 +155,22 @@ pub enum TenantEvent {
         tag_prefix: String,
         categories: Vec<String>,
     },
+    BusinessHoursChanged {
+        hours: BusinessHours,
+    },
+    SlaPoliciesChanged {
+        policies: Vec<SlaPolicy>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        escalate_to: Option<Uuid>,
+    },
+    WorkSettingsChanged {
+        work_types: Vec<WorkType>,
+        default_hourly_rate: Amount,
+    },
+    LabourCostChanged {
+        user_id: Uuid,
+        hourly_cost: Option<Amount>,
+    },
 }
 
 impl DomainEvent for TenantEvent {
@@ -129,6 +185,10 @@ impl DomainEvent for TenantEvent {
             Self::MemberEnabled { .. } => "MemberEnabled",
             Self::MemberRemoved { .. } => "MemberRemoved",
             Self::AssetSettingsChanged { .. } => "AssetSettingsChanged",
+            Self::BusinessHoursChanged { .. } => "BusinessHoursChanged",
+            Self::SlaPoliciesChanged { .. } => "SlaPoliciesChanged",
+            Self::WorkSettingsChanged { .. } => "WorkSettingsChanged",
+            Self::LabourCostChanged { .. } => "LabourCostChanged",
         }
         .to_string()
     }
@@ -160,13 +220,19 @@ pub enum TenantError {
     AlreadyDisabled,
     #[error("this member is not disabled")]
     NotDisabled,
+    #[error("SLA escalations go to an active staff member")]
+    EscalateToStaff,
+    #[error("there must be at least one work type, each named once")]
+    WorkTypes,
 }
 
 impl HasErrorKind for TenantError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NotFound | Self::NotMember => ErrorKind::NotFound,
-            Self::InvalidName | Self::ClientCompany => ErrorKind::Invalid,
+            Self::InvalidName | Self::ClientCompany | Self::EscalateToStaff | Self::WorkTypes => {
+                ErrorKind::Invalid
+            }
             Self::AlreadyCreated
             | Self::AlreadyMember
             | Self::StaffClientSwitch
@@ -216,6 +282,37 @@ impl Tenant {
             .map(|c| c.to_string())
             .chain(self.asset_categories.iter().cloned())
             .collect()
+    }
+
+    /// The tenant's business hours (Mon–Fri 09:00–17:00 in its zone until it sets its own).
+    pub fn business_hours(&self) -> BusinessHours {
+        self.business_hours.clone().unwrap_or_else(|| {
+            BusinessHours::standard(self.time_zone.unwrap_or_else(|| {
+                TimeZone::parse("UTC").expect("UTC is an IANA zone")
+            }))
+        })
+    }
+
+    /// The SLA policy of `priority`, if the tenant has one.
+    pub fn sla_policy(&self, priority: Priority) -> Option<SlaPolicy> {
+        self.sla_policies.iter().find(|p| p.priority == priority).copied()
+    }
+
+    /// The tenant's work types, the defaults until it defines its own.
+    pub fn work_types(&self) -> Vec<WorkType> {
+        self.work_types.clone().unwrap_or_else(|| {
+            DEFAULT_WORK_TYPES
+                .iter()
+                .map(|name| WorkType {
+                    name: name.to_string(),
+                    hourly_rate: None,
+                })
+                .collect()
+        })
+    }
+
+    pub fn work_type_names(&self) -> Vec<String> {
+        self.work_types().into_iter().map(|t| t.name).collect()
     }
 
     /// The role of an enabled member (`None`: not a member, or disabled).
@@ -353,6 +450,65 @@ impl Tenant {
                     }]
                 }
             }
+            TenantCommand::SetBusinessHours { hours } => {
+                if self.business_hours.as_ref() == Some(&hours) {
+                    vec![]
+                } else {
+                    vec![E::BusinessHoursChanged { hours }]
+                }
+            }
+            TenantCommand::SetSlaPolicies {
+                policies,
+                escalate_to,
+            } => {
+                if let Some(user_id) = escalate_to {
+                    if !self.active_role(user_id).is_some_and(|r| r.is_staff()) {
+                        return Err(TenantError::EscalateToStaff);
+                    }
+                }
+                if policies == self.sla_policies && escalate_to == self.sla_escalate_to {
+                    vec![]
+                } else {
+                    vec![E::SlaPoliciesChanged {
+                        policies,
+                        escalate_to,
+                    }]
+                }
+            }
+            TenantCommand::ChangeWorkSettings {
+                work_types,
+                default_hourly_rate,
+            } => {
+                let mut names: Vec<&str> = work_types.iter().map(|t| t.name.as_str()).collect();
+                names.sort_unstable();
+                names.dedup();
+                if work_types.is_empty() || names.len() != work_types.len() {
+                    return Err(TenantError::WorkTypes);
+                }
+                if Some(&work_types) == self.work_types.as_ref()
+                    && Some(default_hourly_rate) == self.default_hourly_rate
+                {
+                    vec![]
+                } else {
+                    vec![E::WorkSettingsChanged {
+                        work_types,
+                        default_hourly_rate,
+                    }]
+                }
+            }
+            TenantCommand::SetLabourCost {
+                user_id,
+                hourly_cost,
+            } => {
+                if self.member(user_id)?.hourly_cost == hourly_cost {
+                    vec![]
+                } else {
+                    vec![E::LabourCostChanged {
+                        user_id,
+                        hourly_cost,
+                    }]
+                }
+            }
         })
     }
 }
@@ -408,6 +564,7 @@ impl Aggregate for Tenant {
                         role,
                         company_id,
                         enabled: true,
+                        hourly_cost: None,
                     },
                 );
             }
@@ -435,6 +592,29 @@ impl Aggregate for Tenant {
             } => {
                 self.asset_tag_prefix = Some(tag_prefix);
                 self.asset_categories = categories;
+            }
+            TenantEvent::BusinessHoursChanged { hours } => self.business_hours = Some(hours),
+            TenantEvent::SlaPoliciesChanged {
+                policies,
+                escalate_to,
+            } => {
+                self.sla_policies = policies;
+                self.sla_escalate_to = escalate_to;
+            }
+            TenantEvent::WorkSettingsChanged {
+                work_types,
+                default_hourly_rate,
+            } => {
+                self.work_types = Some(work_types);
+                self.default_hourly_rate = Some(default_hourly_rate);
+            }
+            TenantEvent::LabourCostChanged {
+                user_id,
+                hourly_cost,
+            } => {
+                if let Some(m) = self.members.get_mut(&user_id) {
+                    m.hourly_cost = hourly_cost;
+                }
             }
         }
     }

@@ -207,6 +207,8 @@ impl Projection for CompaniesProjection {
                 CompanyEvent::CompanyStatusChanged { status, .. } => {
                     row.customer_status = status.as_str().to_owned()
                 }
+                // Coverage is read from the aggregate (work orders, the coverage page).
+                CompanyEvent::ContractCoverageChanged { .. } => {}
             }
             row.version = event.sequence;
             row.updated_at = at;

@@ -127,6 +127,41 @@ fn tenant_event_summary(event: &TenantEvent) -> String {
                 )
             }
         }
+        TenantEvent::BusinessHoursChanged { hours } => {
+            format!("Business hours changed ({})", hours.time_zone)
+        }
+        TenantEvent::SlaPoliciesChanged { policies, .. } => {
+            let each: Vec<String> = policies
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {}/{} min",
+                        p.priority.as_str(),
+                        p.response_minutes,
+                        p.resolution_minutes
+                    )
+                })
+                .collect();
+            if each.is_empty() {
+                "SLA policies removed".into()
+            } else {
+                format!("SLA policies set: {}", each.join(", "))
+            }
+        }
+        TenantEvent::WorkSettingsChanged {
+            work_types,
+            default_hourly_rate,
+        } => {
+            let names: Vec<&str> = work_types.iter().map(|t| t.name.as_str()).collect();
+            format!(
+                "Work types set to {}; default rate {default_hourly_rate} an hour",
+                names.join(", ")
+            )
+        }
+        TenantEvent::LabourCostChanged { hourly_cost, .. } => match hourly_cost {
+            Some(cost) => format!("Labour cost set to {cost} an hour"),
+            None => "Labour cost cleared".into(),
+        },
     }
 }
 
@@ -258,6 +293,20 @@ fn company_event_summary(event: &CompanyEvent) -> String {
             format!("Profile changed: {}", words.join(", "))
         }
         CompanyEvent::CompanyProfileUpdated { .. } => "Profile changed".into(),
+        CompanyEvent::ContractCoverageChanged { coverage } => {
+            if coverage.covered_work_types.is_empty() {
+                "Contract coverage: nothing covered".into()
+            } else {
+                let hours = match coverage.included_minutes {
+                    Some(_) => format!("{} hours a month", coverage.included_hours()),
+                    None => "unlimited hours".into(),
+                };
+                format!(
+                    "Contract coverage: {} ({hours})",
+                    coverage.covered_work_types.join(", ")
+                )
+            }
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod search;
 pub mod status;
 pub mod users;
 pub mod wait;
+pub mod work_orders;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(users::UsersProjection),
         Arc::new(contacts::ContactsProjection),
         Arc::new(assets::AssetsProjection),
+        Arc::new(work_orders::WorkOrdersProjection),
         Arc::new(credentials::CredentialsProjection),
         Arc::new(search::SearchProjection),
         Arc::new(activity::ActivityProjection),

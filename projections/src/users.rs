@@ -141,7 +141,11 @@ async fn apply_tenant(
         TenantEvent::TenantCreated { .. }
         | TenantEvent::TenantRenamed { .. }
         | TenantEvent::TenantSettingsChanged { .. }
-        | TenantEvent::AssetSettingsChanged { .. } => return Ok(()),
+        | TenantEvent::AssetSettingsChanged { .. }
+        | TenantEvent::BusinessHoursChanged { .. }
+        | TenantEvent::SlaPoliciesChanged { .. }
+        | TenantEvent::WorkSettingsChanged { .. }
+        | TenantEvent::LabourCostChanged { .. } => return Ok(()),
     };
     let mut query = sqlx::query(&sql).bind(tenant_id).bind(user_id).bind(at);
     if let Some(role) = role {

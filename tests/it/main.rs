@@ -17,6 +17,8 @@ mod identity;
 mod import;
 mod openapi;
 mod projections_it;
+mod service_settings;
 mod settings;
 mod team;
 mod tokens;
+mod work_orders_projection;

@@ -137,6 +137,39 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         "patch",
         &[400, 401, 403, 404, 409, 413, 415, 422, 500],
     ),
+    ("/api/v1/settings/business-hours", "get", &[401, 403, 500]),
+    (
+        "/api/v1/settings/business-hours",
+        "put",
+        &[400, 401, 403, 409, 413, 415, 422, 500],
+    ),
+    ("/api/v1/settings/sla-policies", "get", &[401, 403, 500]),
+    (
+        "/api/v1/settings/sla-policies",
+        "put",
+        &[400, 401, 403, 409, 413, 415, 422, 500],
+    ),
+    ("/api/v1/settings/work-types", "get", &[401, 403, 500]),
+    (
+        "/api/v1/settings/work-types",
+        "put",
+        &[400, 401, 403, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/users/{id}/labour-cost",
+        "put",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/companies/{id}/coverage",
+        "get",
+        &[400, 401, 403, 404, 500],
+    ),
+    (
+        "/api/v1/companies/{id}/coverage",
+        "put",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
     ("/api/v1/tenant", "get", &[401, 403, 500]),
     (
         "/api/v1/tenant",

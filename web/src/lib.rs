@@ -16,13 +16,16 @@ pub mod equipment;
 pub mod error;
 pub mod health;
 pub mod openapi;
+pub mod scheduler;
 pub mod search;
 pub mod serve;
+pub mod service_settings;
 pub mod settings;
 pub mod signin;
 pub mod state;
 pub mod team;
 pub mod tokens;
+pub mod work_orders;
 
 use axum::http::{HeaderName, Request};
 use axum::Router;
@@ -45,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(signin::router())
         .merge(search::router())
         .merge(settings::router())
+        .merge(service_settings::router())
         .merge(contacts::router())
         .merge(equipment::router())
         .merge(asset_pages::router())
@@ -52,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(credentials::router())
         .merge(team::router())
         .merge(tokens::router())
+        .merge(work_orders::router())
         .merge(openapi::router())
         .merge(assets::router())
         .fallback(error::not_found_fallback)

@@ -40,6 +40,9 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
             vault: std::sync::Arc::new(vault),
         },
     );
+    let scheduler = crate::scheduler::start(state.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("scheduler: {e}"))?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("ST_LISTEN {}: cannot listen: {e}", config.listen))?;
@@ -54,6 +57,10 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
         runner.abort();
     }
     housekeeping.abort();
+    let mut scheduler = scheduler;
+    if let Err(error) = scheduler.shutdown().await {
+        tracing::warn!(%error, "scheduler did not stop cleanly");
+    }
     tokio::time::timeout(Duration::from_secs(5), pool.close())
         .await
         .ok();

@@ -1,0 +1,151 @@
+//! The scheduler (DESIGN.md, "Scheduler"): tokio-cron-scheduler ticks in memory on every
+//! instance; each tick claims `(job, tick time)` in `scheduler_ticks`, and only the instance
+//! that wins issues the job's commands, as the actor `scheduler`.
+//!
+//! Jobs:
+//! - `sla-check`, every minute: raises the SLA warnings and breaches that have fallen due
+//!   (`projections::work_orders::sla_due`), escalating to the tenant's chosen person. The
+//!   command of each order and tick has a deterministic id, and the aggregate raises each
+//!   warning and breach once, so a retried or doubled tick appends nothing. After downtime the
+//!   first tick raises everything that fell due meanwhile; each event names the due time it
+//!   concerns.
+
+use chrono::{DateTime, DurationRound, Utc};
+use commands::{ConflictPolicy, EventMeta};
+use domain::tenant::Tenant;
+use domain::workorder::{WorkOrder, WorkOrderCommand};
+use tokio_cron_scheduler::{Job, JobScheduler};
+use uuid::Uuid;
+
+use crate::AppState;
+
+/// The actor recorded on the scheduler's events.
+pub const ACTOR: &str = "scheduler";
+
+/// The most orders one tick handles (the next tick takes the rest).
+const SLA_BATCH: i64 = 2_000;
+
+/// Claims `(job, tick_at)` for this instance; false when another instance (or an earlier run)
+/// has it.
+pub async fn claim(
+    pool: &sqlx::PgPool,
+    job: &str,
+    tick_at: DateTime<Utc>,
+    instance: &str,
+) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO scheduler_ticks (job, tick_at, claimed_by) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(job)
+    .bind(tick_at)
+    .bind(instance)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+async fn finish(pool: &sqlx::PgPool, job: &str, tick_at: DateTime<Utc>, outcome: &str) {
+    let done = sqlx::query(
+        "UPDATE scheduler_ticks SET finished_at = now(), outcome = $3
+          WHERE job = $1 AND tick_at = $2",
+    )
+    .bind(job)
+    .bind(tick_at)
+    .bind(outcome)
+    .execute(pool)
+    .await;
+    if let Err(error) = done {
+        tracing::warn!(%error, job, "could not record the end of a scheduler run");
+    }
+}
+
+/// Raises what is due at `now` on every tenant's orders; returns how many orders it checked.
+pub async fn check_sla(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    let due = projections::work_orders::sla_due(&state.pool, now, SLA_BATCH).await?;
+    let mut tenants: std::collections::HashMap<Uuid, Option<Uuid>> = Default::default();
+    let mut failures = 0;
+    for (tenant_id, order_id) in &due {
+        let escalate_to = match tenants.get(tenant_id) {
+            Some(person) => *person,
+            None => {
+                let (tenant, _) = state
+                    .store
+                    .load::<Tenant>(*tenant_id, &tenant_id.to_string())
+                    .await?;
+                tenants.insert(*tenant_id, tenant.sla_escalate_to);
+                tenant.sla_escalate_to
+            }
+        };
+        let command_id = Uuid::new_v5(order_id, format!("sla-check:{}", now.timestamp()).as_bytes());
+        let meta = EventMeta::new(*tenant_id, ACTOR).with_command_id(command_id);
+        let meta = meta.clone().with_correlation(command_id, None);
+        let outcome = state
+            .store
+            .execute::<WorkOrder>(
+                &order_id.to_string(),
+                WorkOrderCommand::CheckSla { now, escalate_to },
+                &(),
+                &meta,
+                ConflictPolicy::RetryOnce,
+            )
+            .await;
+        if let Err(error) = outcome {
+            failures += 1;
+            tracing::warn!(%tenant_id, %order_id, %error, "SLA check of a work order failed");
+        }
+    }
+    if failures > 0 {
+        anyhow::bail!("{failures} of {} SLA checks failed", due.len());
+    }
+    Ok(due.len())
+}
+
+/// One tick of `job` at `tick_at`: claimed, run, recorded.
+async fn tick(state: AppState, instance: String, job: &'static str, tick_at: DateTime<Utc>) {
+    match claim(&state.pool, job, tick_at, &instance).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(error) => {
+            tracing::warn!(%error, job, "could not claim a scheduler tick");
+            return;
+        }
+    }
+    let outcome = match job {
+        "sla-check" => check_sla(&state, tick_at).await,
+        _ => Ok(0),
+    };
+    let text = match &outcome {
+        Ok(n) => format!("ok: {n}"),
+        Err(error) => {
+            tracing::warn!(%error, job, "scheduler run failed");
+            format!("failed: {error}")
+        }
+    };
+    finish(&state.pool, job, tick_at, &text).await;
+}
+
+/// Starts the ticker of this instance. Keep the returned scheduler alive; `shutdown` it on
+/// the way out.
+pub async fn start(state: AppState) -> anyhow::Result<JobScheduler> {
+    let scheduler = JobScheduler::new().await?;
+    let instance = format!(
+        "{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+        std::process::id()
+    );
+    let job = Job::new_async("0 * * * * *", move |_id, _scheduler| {
+        let state = state.clone();
+        let instance = instance.clone();
+        Box::pin(async move {
+            let tick_at = Utc::now()
+                .duration_trunc(chrono::Duration::minutes(1))
+                .unwrap_or_else(|_| Utc::now());
+            tick(state, instance, "sla-check", tick_at).await;
+        })
+    })?;
+    scheduler.add(job).await?;
+    scheduler.start().await?;
+    Ok(scheduler)
+}
