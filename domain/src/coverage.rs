@@ -60,7 +60,10 @@ impl Coverage {
             if !work_types.contains(&name) {
                 errors.push(ValidationError::new(
                     "covered_work_types",
-                    format!("{name:?} is not a work type; the work types are {}", work_types.join(", ")),
+                    format!(
+                        "{name:?} is not a work type; the work types are {}",
+                        work_types.join(", ")
+                    ),
                 ));
             } else if !covered.contains(&name) {
                 covered.push(name);
@@ -154,7 +157,10 @@ pub fn parse_work_type_name(text: &str) -> Result<String, ValidationError> {
     } else {
         Err(ValidationError::new(
             "work_types",
-            format!("{:?}: a work type is 1 to 40 letters, digits, spaces or dashes", text.trim()),
+            format!(
+                "{:?}: a work type is 1 to 40 letters, digits, spaces or dashes",
+                text.trim()
+            ),
         ))
     }
 }
@@ -207,7 +213,13 @@ pub fn decide(
     override_billing: Option<Billing>,
 ) -> Vec<Part> {
     let rate = rates.hourly(coverage, work_type, after_hours);
-    let whole = |billing| vec![Part { minutes, billing, rate }];
+    let whole = |billing| {
+        vec![Part {
+            minutes,
+            billing,
+            rate,
+        }]
+    };
     if let Some(billing) = override_billing {
         return whole(billing);
     }
@@ -316,10 +328,16 @@ mod tests {
         let t = types();
         let mut c = coverage(None);
         let one = |c: &Coverage, ty, after, o| decide(c, rates(&t), ty, 60, after, 0, o);
-        assert_eq!(one(&c, "install", false, None)[0].billing, Billing::Billable);
+        assert_eq!(
+            one(&c, "install", false, None)[0].billing,
+            Billing::Billable
+        );
         assert_eq!(one(&c, "repair", false, None)[0].billing, Billing::Contract);
         let after = one(&c, "repair", true, None);
-        assert_eq!((after[0].billing, after[0].rate), (Billing::Billable, amount("150")));
+        assert_eq!(
+            (after[0].billing, after[0].rate),
+            (Billing::Billable, amount("150"))
+        );
         c.covers_after_hours = true;
         assert_eq!(one(&c, "repair", true, None)[0].billing, Billing::Contract);
         assert_eq!(
@@ -332,7 +350,10 @@ mod tests {
         );
         // Nothing covered at all: everything billable.
         let none = Coverage::default();
-        assert_eq!(one(&none, "repair", false, None)[0].billing, Billing::Billable);
+        assert_eq!(
+            one(&none, "repair", false, None)[0].billing,
+            Billing::Billable
+        );
     }
 
     #[test]
@@ -344,18 +365,28 @@ mod tests {
         assert_eq!(ok.included_hours(), "7.5");
         assert_eq!(ok.after_hours_rate, Some(amount("120")));
         assert_eq!(
-            Coverage::parse(&[], "10", false, "", "", &names).unwrap().included_minutes,
+            Coverage::parse(&[], "10", false, "", "", &names)
+                .unwrap()
+                .included_minutes,
             Some(600)
         );
         assert_eq!(
-            Coverage::parse(&[], "", false, "", "", &names).unwrap().included_minutes,
+            Coverage::parse(&[], "", false, "", "", &names)
+                .unwrap()
+                .included_minutes,
             None
         );
-        let errors = Coverage::parse(&["paint".into()], "0.01", false, "-1", "x", &names).unwrap_err();
+        let errors =
+            Coverage::parse(&["paint".into()], "0.01", false, "-1", "x", &names).unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
-            ["covered_work_types", "included_hours", "hourly_rate", "after_hours_rate"]
+            [
+                "covered_work_types",
+                "included_hours",
+                "hourly_rate",
+                "after_hours_rate"
+            ]
         );
         assert!(Coverage::parse(&[], "745", false, "", "", &names).is_err());
     }

@@ -287,15 +287,19 @@ impl Tenant {
     /// The tenant's business hours (Mon–Fri 09:00–17:00 in its zone until it sets its own).
     pub fn business_hours(&self) -> BusinessHours {
         self.business_hours.clone().unwrap_or_else(|| {
-            BusinessHours::standard(self.time_zone.unwrap_or_else(|| {
-                TimeZone::parse("UTC").expect("UTC is an IANA zone")
-            }))
+            BusinessHours::standard(
+                self.time_zone
+                    .unwrap_or_else(|| TimeZone::parse("UTC").expect("UTC is an IANA zone")),
+            )
         })
     }
 
     /// The SLA policy of `priority`, if the tenant has one.
     pub fn sla_policy(&self, priority: Priority) -> Option<SlaPolicy> {
-        self.sla_policies.iter().find(|p| p.priority == priority).copied()
+        self.sla_policies
+            .iter()
+            .find(|p| p.priority == priority)
+            .copied()
     }
 
     /// The tenant's work types, the defaults until it defines its own.

@@ -29,7 +29,9 @@ use crate::values::Amount;
 use crate::{ErrorKind, HasErrorKind, ValidationError};
 
 /// How urgent a work order is; each priority has its own SLA targets.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Low,
@@ -129,7 +131,10 @@ impl Status {
 
     /// Work is still to be done (the board's open columns; assets held in repair).
     pub fn is_open(self) -> bool {
-        !matches!(self, Self::Resolved | Self::Closed | Self::Cancelled | Self::NoFix)
+        !matches!(
+            self,
+            Self::Resolved | Self::Closed | Self::Cancelled | Self::NoFix
+        )
     }
 
     /// The SLA clocks run.
@@ -182,7 +187,9 @@ pub struct SlaPolicyInput {
 
 /// Checks a set of policies: each priority at most once, targets 1 minute to a year, the
 /// resolution target not shorter than the response target. All problems at once.
-pub fn parse_sla_policies(input: &[SlaPolicyInput]) -> Result<Vec<SlaPolicy>, Vec<ValidationError>> {
+pub fn parse_sla_policies(
+    input: &[SlaPolicyInput],
+) -> Result<Vec<SlaPolicy>, Vec<ValidationError>> {
     let mut errors = Vec::new();
     let mut policies: Vec<SlaPolicy> = Vec::new();
     let mut seen: Vec<Priority> = Vec::new();
@@ -193,7 +200,10 @@ pub fn parse_sla_policies(input: &[SlaPolicyInput]) -> Result<Vec<SlaPolicy>, Ve
             Err(_) => {
                 errors.push(ValidationError::new(
                     "policies",
-                    format!("policy {n}: priority must be one of low, normal, high, urgent (got {:?})", raw.priority),
+                    format!(
+                        "policy {n}: priority must be one of low, normal, high, urgent (got {:?})",
+                        raw.priority
+                    ),
                 ));
                 continue;
             }
@@ -204,7 +214,10 @@ pub fn parse_sla_policies(input: &[SlaPolicyInput]) -> Result<Vec<SlaPolicy>, Ve
             } else {
                 errors.push(ValidationError::new(
                     "policies",
-                    format!("policy {n} ({}): {what} must be 1 to {MAX_SLA_MINUTES} minutes", priority.as_str()),
+                    format!(
+                        "policy {n} ({}): {what} must be 1 to {MAX_SLA_MINUTES} minutes",
+                        priority.as_str()
+                    ),
                 ));
                 None
             }
@@ -762,7 +775,9 @@ pub enum WorkOrderEvent {
         link_id: Option<Uuid>,
     },
     /// The SLA clocks stopped (waiting on the customer, resolved, ...).
-    WorkOrderSlaPaused { at: DateTime<Utc> },
+    WorkOrderSlaPaused {
+        at: DateTime<Utc>,
+    },
     /// The clocks run again; the due times moved by the business minutes stopped.
     WorkOrderSlaResumed {
         at: DateTime<Utc>,
@@ -773,13 +788,28 @@ pub enum WorkOrderEvent {
         resolution_warn_at: DateTime<Utc>,
     },
     /// The first response of staff (a public comment or a move to work).
-    WorkOrderResponded { at: DateTime<Utc> },
-    WorkOrderCommented { comment: Comment },
-    WorkOrderAttachmentAdded { document: AssetDocument },
-    TimerStarted { technician_id: Uuid, at: DateTime<Utc> },
-    TimerCancelled { technician_id: Uuid },
-    TimeLogged { entry: TimeEntry },
-    TimeEntryRemoved { entry_id: Uuid },
+    WorkOrderResponded {
+        at: DateTime<Utc>,
+    },
+    WorkOrderCommented {
+        comment: Comment,
+    },
+    WorkOrderAttachmentAdded {
+        document: AssetDocument,
+    },
+    TimerStarted {
+        technician_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    TimerCancelled {
+        technician_id: Uuid,
+    },
+    TimeLogged {
+        entry: TimeEntry,
+    },
+    TimeEntryRemoved {
+        entry_id: Uuid,
+    },
     SlaWarningRaised {
         target: SlaTarget,
         due_at: DateTime<Utc>,
@@ -801,7 +831,9 @@ pub enum WorkOrderEvent {
         expires_at: DateTime<Utc>,
         max_uses: u32,
     },
-    StatusLinkRevoked { link_id: Uuid },
+    StatusLinkRevoked {
+        link_id: Uuid,
+    },
     StatusLinkUsed {
         link_id: Uuid,
         /// The use's number (1 for the first).
@@ -995,8 +1027,16 @@ impl WorkOrder {
         Ok(events)
     }
 
-    fn link(&self, link_id: Uuid, kind: LinkKind, now: DateTime<Utc>) -> Result<&StatusLink, WorkOrderError> {
-        let link = self.links.get(&link_id).ok_or(WorkOrderError::LinkNotFound)?;
+    fn link(
+        &self,
+        link_id: Uuid,
+        kind: LinkKind,
+        now: DateTime<Utc>,
+    ) -> Result<&StatusLink, WorkOrderError> {
+        let link = self
+            .links
+            .get(&link_id)
+            .ok_or(WorkOrderError::LinkNotFound)?;
         link.check(now)?;
         if link.kind != kind {
             return Err(WorkOrderError::LinkNotAllowed);
@@ -1216,14 +1256,20 @@ impl WorkOrder {
                 }])
             }
             C::RevokeLink { link_id } => {
-                let link = self.links.get(&link_id).ok_or(WorkOrderError::LinkNotFound)?;
+                let link = self
+                    .links
+                    .get(&link_id)
+                    .ok_or(WorkOrderError::LinkNotFound)?;
                 if link.revoked {
                     return Ok(vec![]);
                 }
                 Ok(vec![E::StatusLinkRevoked { link_id }])
             }
             C::ViewByLink { link_id, now } => {
-                let link = self.links.get(&link_id).ok_or(WorkOrderError::LinkNotFound)?;
+                let link = self
+                    .links
+                    .get(&link_id)
+                    .ok_or(WorkOrderError::LinkNotFound)?;
                 link.check(now)?;
                 Ok(match link.kind {
                     LinkKind::Customer => vec![E::StatusLinkUsed {
@@ -1241,7 +1287,10 @@ impl WorkOrder {
                 hours,
             } => {
                 let link = self.link(link_id, LinkKind::Technician, now)?;
-                if !matches!(status, Status::InProgress | Status::Resolved | Status::Closed) {
+                if !matches!(
+                    status,
+                    Status::InProgress | Status::Resolved | Status::Closed
+                ) {
                     return Err(WorkOrderError::LinkStatus);
                 }
                 let mut events = self.move_to(status, true, now, &hours, Some(link_id))?;
@@ -1518,13 +1567,22 @@ mod tests {
         use Status::*;
         // Written out by hand from the issue: the lifecycle and its side exits.
         let allowed: &[(Status, &[Status])] = &[
-            (New, &[InProgress, WaitingOnCustomer, Resolved, Cancelled, NoFix]),
-            (Assigned, &[InProgress, WaitingOnCustomer, Resolved, Cancelled, NoFix]),
+            (
+                New,
+                &[InProgress, WaitingOnCustomer, Resolved, Cancelled, NoFix],
+            ),
+            (
+                Assigned,
+                &[InProgress, WaitingOnCustomer, Resolved, Cancelled, NoFix],
+            ),
             (InProgress, &[WaitingOnCustomer, Resolved, Cancelled, NoFix]),
             (WaitingOnCustomer, &[InProgress, Resolved, Cancelled, NoFix]),
             (Resolved, &[Closed, Reopened]),
             (Closed, &[Reopened]),
-            (Reopened, &[InProgress, WaitingOnCustomer, Resolved, Cancelled, NoFix]),
+            (
+                Reopened,
+                &[InProgress, WaitingOnCustomer, Resolved, Cancelled, NoFix],
+            ),
             (Cancelled, &[Reopened]),
             (NoFix, &[Reopened]),
         ];
@@ -1545,7 +1603,10 @@ mod tests {
                 } else {
                     let error = outcome.expect_err(&format!("{from:?} → {to:?} must be refused"));
                     let message = error.to_string();
-                    assert!(message.contains(from.as_str()) && message.contains(to.as_str()), "{message}");
+                    assert!(
+                        message.contains(from.as_str()) && message.contains(to.as_str()),
+                        "{message}"
+                    );
                     assert_eq!(error.kind(), ErrorKind::Conflict);
                 }
                 checked += 1;
@@ -1634,7 +1695,10 @@ mod tests {
                 now: at("2026-11-16T16:00:00Z")
             })
             .is_err());
-        for e in order.decide(set(Status::Reopened, "2026-11-17T15:00:00Z")).unwrap() {
+        for e in order
+            .decide(set(Status::Reopened, "2026-11-17T15:00:00Z"))
+            .unwrap()
+        {
             order.apply(e);
         }
         let events = order
@@ -1657,8 +1721,14 @@ mod tests {
         assert_eq!(e.amount.to_string(), "142.50");
         assert_eq!(e.cost.to_string(), "45.00");
         // 7 minutes at 100.00: 11.666… → 11.67; at 0.05/h, 30 min → 0.025 → 0.03.
-        assert_eq!(charge(7, Amount::parse("r", "100").unwrap()).to_string(), "11.67");
-        assert_eq!(charge(30, Amount::parse("r", "0.05").unwrap()).to_string(), "0.03");
+        assert_eq!(
+            charge(7, Amount::parse("r", "100").unwrap()).to_string(),
+            "11.67"
+        );
+        assert_eq!(
+            charge(30, Amount::parse("r", "0.05").unwrap()).to_string(),
+            "0.03"
+        );
         let contract = TimeEntry::new(
             Uuid::from_u128(3),
             TECH,
@@ -1682,11 +1752,19 @@ mod tests {
         assert_eq!(sla.resolution_due_at, at("2026-11-16T19:00:00Z"));
         assert_eq!(sla.resolution_warn_at, at("2026-11-16T18:00:00Z"));
         // Waiting from Mon 12:00 NY to Tue 10:30 NY: 5 h Monday + 1.5 h Tuesday = 390 min.
-        for e in order.decide(set(Status::WaitingOnCustomer, "2026-11-16T17:00:00Z")).unwrap() {
+        for e in order
+            .decide(set(Status::WaitingOnCustomer, "2026-11-16T17:00:00Z"))
+            .unwrap()
+        {
             order.apply(e);
         }
-        assert_eq!(order.sla.as_ref().unwrap().paused_since, Some(at("2026-11-16T17:00:00Z")));
-        let resumed = order.decide(set(Status::InProgress, "2026-11-17T15:30:00Z")).unwrap();
+        assert_eq!(
+            order.sla.as_ref().unwrap().paused_since,
+            Some(at("2026-11-16T17:00:00Z"))
+        );
+        let resumed = order
+            .decide(set(Status::InProgress, "2026-11-17T15:30:00Z"))
+            .unwrap();
         let Some(WorkOrderEvent::WorkOrderSlaResumed {
             paused_minutes,
             resolution_due_at,
@@ -1714,8 +1792,14 @@ mod tests {
             now: at("2026-11-16T15:30:00Z"),
         };
         let order = state_at(Status::Assigned);
-        assert_eq!(order.decide(comment(Origin::Staff, false)).unwrap().len(), 1);
-        assert_eq!(order.decide(comment(Origin::Customer, true)).unwrap().len(), 1);
+        assert_eq!(
+            order.decide(comment(Origin::Staff, false)).unwrap().len(),
+            1
+        );
+        assert_eq!(
+            order.decide(comment(Origin::Customer, true)).unwrap().len(),
+            1
+        );
         let events = order.decide(comment(Origin::Staff, true)).unwrap();
         assert_eq!(
             events.last(),
@@ -1723,7 +1807,9 @@ mod tests {
                 at: at("2026-11-16T15:30:00Z")
             })
         );
-        let events = order.decide(set(Status::InProgress, "2026-11-16T15:40:00Z")).unwrap();
+        let events = order
+            .decide(set(Status::InProgress, "2026-11-16T15:40:00Z"))
+            .unwrap();
         assert!(events.contains(&WorkOrderEvent::WorkOrderResponded {
             at: at("2026-11-16T15:40:00Z")
         }));
@@ -1737,7 +1823,10 @@ mod tests {
         };
         let mut order = state_at(Status::Assigned);
         // 75% of 60 min after 10:00 NY = 10:45 (15:45Z).
-        assert!(order.decide(check("2026-11-16T15:44:00Z")).unwrap().is_empty());
+        assert!(order
+            .decide(check("2026-11-16T15:44:00Z"))
+            .unwrap()
+            .is_empty());
         let warned = order.decide(check("2026-11-16T15:45:00Z")).unwrap();
         assert_eq!(
             warned,
@@ -1750,7 +1839,10 @@ mod tests {
         for e in warned {
             order.apply(e);
         }
-        assert!(order.decide(check("2026-11-16T15:50:00Z")).unwrap().is_empty());
+        assert!(order
+            .decide(check("2026-11-16T15:50:00Z"))
+            .unwrap()
+            .is_empty());
         let breached = order.decide(check("2026-11-16T16:00:00Z")).unwrap();
         assert!(matches!(
             breached[..],
@@ -1762,12 +1854,21 @@ mod tests {
         for e in breached {
             order.apply(e);
         }
-        assert!(order.decide(check("2026-11-16T16:30:00Z")).unwrap().is_empty());
+        assert!(order
+            .decide(check("2026-11-16T16:30:00Z"))
+            .unwrap()
+            .is_empty());
         // Paused: nothing, even long past the resolution due time.
-        for e in order.decide(set(Status::WaitingOnCustomer, "2026-11-16T16:31:00Z")).unwrap() {
+        for e in order
+            .decide(set(Status::WaitingOnCustomer, "2026-11-16T16:31:00Z"))
+            .unwrap()
+        {
             order.apply(e);
         }
-        assert!(order.decide(check("2026-11-20T16:00:00Z")).unwrap().is_empty());
+        assert!(order
+            .decide(check("2026-11-20T16:00:00Z"))
+            .unwrap()
+            .is_empty());
     }
 
     fn with_link(kind: LinkKind, status: Status) -> WorkOrder {
@@ -1796,26 +1897,42 @@ mod tests {
             now: at(now),
             hours: hours(),
         };
-        let events = order.decide(by_link(Status::InProgress, "2026-11-19T14:59:00Z")).unwrap();
-        assert!(events.contains(&WorkOrderEvent::StatusLinkUsed { link_id: LINK, used: 1 }));
+        let events = order
+            .decide(by_link(Status::InProgress, "2026-11-19T14:59:00Z"))
+            .unwrap();
+        assert!(events.contains(&WorkOrderEvent::StatusLinkUsed {
+            link_id: LINK,
+            used: 1
+        }));
         assert_eq!(
-            order.decide(by_link(Status::InProgress, "2026-11-19T15:00:00Z")).unwrap_err(),
+            order
+                .decide(by_link(Status::InProgress, "2026-11-19T15:00:00Z"))
+                .unwrap_err(),
             WorkOrderError::LinkExpired
         );
         assert_eq!(
-            order.decide(by_link(Status::Cancelled, "2026-11-16T16:00:00Z")).unwrap_err(),
+            order
+                .decide(by_link(Status::Cancelled, "2026-11-16T16:00:00Z"))
+                .unwrap_err(),
             WorkOrderError::LinkStatus
         );
         let mut revoked = order.clone();
         revoked.apply(WorkOrderEvent::StatusLinkRevoked { link_id: LINK });
         assert_eq!(
-            revoked.decide(by_link(Status::InProgress, "2026-11-16T16:00:00Z")).unwrap_err(),
+            revoked
+                .decide(by_link(Status::InProgress, "2026-11-16T16:00:00Z"))
+                .unwrap_err(),
             WorkOrderError::LinkNotFound
         );
         let mut used_up = order.clone();
-        used_up.apply(WorkOrderEvent::StatusLinkUsed { link_id: LINK, used: 20 });
+        used_up.apply(WorkOrderEvent::StatusLinkUsed {
+            link_id: LINK,
+            used: 20,
+        });
         assert_eq!(
-            used_up.decide(by_link(Status::InProgress, "2026-11-16T16:00:00Z")).unwrap_err(),
+            used_up
+                .decide(by_link(Status::InProgress, "2026-11-16T16:00:00Z"))
+                .unwrap_err(),
             WorkOrderError::LinkUsedUp
         );
     }
@@ -1829,24 +1946,39 @@ mod tests {
         };
         assert_eq!(
             order.decide(view("2026-11-23T14:59:00Z")).unwrap(),
-            vec![WorkOrderEvent::StatusLinkUsed { link_id: LINK, used: 1 }]
+            vec![WorkOrderEvent::StatusLinkUsed {
+                link_id: LINK,
+                used: 1
+            }]
         );
-        assert_eq!(order.decide(view("2026-11-23T15:00:00Z")).unwrap_err(), WorkOrderError::LinkExpired);
+        assert_eq!(
+            order.decide(view("2026-11-23T15:00:00Z")).unwrap_err(),
+            WorkOrderError::LinkExpired
+        );
         let rate = |rating| WorkOrderCommand::Rate {
             link_id: LINK,
             rating,
             comment: String::new(),
             now: at("2026-11-17T15:00:00Z"),
         };
-        assert_eq!(order.decide(rate(5)).unwrap_err(), WorkOrderError::NotResolved);
+        assert_eq!(
+            order.decide(rate(5)).unwrap_err(),
+            WorkOrderError::NotResolved
+        );
         let mut resolved = order.clone();
         resolved.status = Status::Resolved;
-        assert_eq!(resolved.decide(rate(0)).unwrap_err(), WorkOrderError::Rating);
+        assert_eq!(
+            resolved.decide(rate(0)).unwrap_err(),
+            WorkOrderError::Rating
+        );
         for e in resolved.decide(rate(4)).unwrap() {
             resolved.apply(e);
         }
         assert_eq!(resolved.rating, Some(4));
-        assert_eq!(resolved.decide(rate(5)).unwrap_err(), WorkOrderError::AlreadyRated);
+        assert_eq!(
+            resolved.decide(rate(5)).unwrap_err(),
+            WorkOrderError::AlreadyRated
+        );
         // A customer link cannot set a status.
         assert_eq!(
             order

@@ -6,9 +6,11 @@ use domain::asset::AssetEvent;
 use domain::company::{CompanyEvent, CustomerStatus};
 use domain::contact::ContactEvent;
 use domain::credential::CredentialEvent;
+use domain::identity::TimeZone;
 use domain::sequence::SequenceEvent;
 use domain::tenant::TenantEvent;
 use domain::user::UserEvent;
+use domain::workorder::{Billing, LinkKind, Origin, WorkOrderEvent};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -82,6 +84,10 @@ pub fn summary(aggregate_type: &str, event_type: &str, payload: &Value) -> Strin
         },
         "user" => match serde_json::from_value::<UserEvent>(payload.clone()) {
             Ok(event) => user_event_summary(&event),
+            Err(_) => humanize(event_type),
+        },
+        "work_order" => match serde_json::from_value::<WorkOrderEvent>(payload.clone()) {
+            Ok(event) => work_order_event_summary(&event, None),
             Err(_) => humanize(event_type),
         },
         _ => humanize(event_type),
@@ -245,6 +251,139 @@ fn user_event_summary(event: &UserEvent) -> String {
         UserEvent::PasswordResetCompleted {} => "Password reset completed".into(),
         UserEvent::ApiTokenCreated { name, .. } => format!("API token “{name}” created"),
         UserEvent::ApiTokenRevoked { .. } => "API token revoked".into(),
+    }
+}
+
+/// The sentence for a work order event. People are named by id (pages put names on them);
+/// times are shown in `zone` when given, else in UTC (marked so). A comment's text is never
+/// part of the sentence: the order's timeline shows it on its own.
+pub fn work_order_event_summary(event: &WorkOrderEvent, zone: Option<&TimeZone>) -> String {
+    let time = |at: &DateTime<Utc>| match zone {
+        Some(zone) => at
+            .with_timezone(&zone.tz())
+            .format("%H:%M on %Y-%m-%d")
+            .to_string(),
+        None => at.format("%H:%M UTC on %Y-%m-%d").to_string(),
+    };
+    let escalated = |to: &Option<Uuid>| match to {
+        Some(id) => format!(", escalated to {id}"),
+        None => String::new(),
+    };
+    match event {
+        WorkOrderEvent::WorkOrderOpened {
+            details,
+            priority,
+            origin,
+            ..
+        } => {
+            let by = match origin {
+                Origin::Staff => "",
+                Origin::Customer => " by the customer",
+            };
+            format!(
+                "Opened{by}: {} ({}, {})",
+                details.title,
+                priority.as_str(),
+                details.work_type
+            )
+        }
+        WorkOrderEvent::WorkOrderChanged { details } => {
+            format!("Details changed: {} ({})", details.title, details.work_type)
+        }
+        WorkOrderEvent::WorkOrderPriorityChanged {
+            priority,
+            previous_priority,
+            ..
+        } => format!(
+            "Priority: {} (was {})",
+            priority.as_str(),
+            previous_priority.as_str()
+        ),
+        WorkOrderEvent::WorkOrderAssigned {
+            assignee_id: Some(id),
+            ..
+        } => format!("Assigned to {id}"),
+        WorkOrderEvent::WorkOrderAssigned {
+            assignee_id: None, ..
+        } => "Unassigned".into(),
+        WorkOrderEvent::WorkOrderStatusChanged {
+            status,
+            previous_status,
+            link_id,
+            ..
+        } => {
+            let via = if link_id.is_some() {
+                " by technician link"
+            } else {
+                ""
+            };
+            format!(
+                "Status: {} (was {}){via}",
+                status.label(),
+                previous_status.label()
+            )
+        }
+        WorkOrderEvent::WorkOrderSlaPaused { .. } => "SLA clock paused".into(),
+        WorkOrderEvent::WorkOrderSlaResumed {
+            resolution_due_at, ..
+        } => format!(
+            "SLA clock running again: resolution due {}",
+            time(resolution_due_at)
+        ),
+        WorkOrderEvent::WorkOrderResponded { .. } => "First response".into(),
+        WorkOrderEvent::WorkOrderCommented { comment } => match (comment.origin, comment.public) {
+            (Origin::Customer, _) => "Comment from the customer".into(),
+            (Origin::Staff, true) => "Comment (public)".into(),
+            (Origin::Staff, false) => "Comment (internal)".into(),
+        },
+        WorkOrderEvent::WorkOrderAttachmentAdded { document } => {
+            format!("Attachment “{}” added", document.file_name)
+        }
+        WorkOrderEvent::TimerStarted { .. } => "Timer started".into(),
+        WorkOrderEvent::TimerCancelled { .. } => "Timer cancelled".into(),
+        WorkOrderEvent::TimeLogged { entry } => {
+            let after_hours = if entry.after_hours {
+                ", after hours"
+            } else {
+                ""
+            };
+            match entry.billing {
+                Billing::Billable => format!(
+                    "{} min logged (billable{after_hours}, {})",
+                    entry.minutes, entry.amount
+                ),
+                Billing::Contract => {
+                    format!("{} min logged (contract{after_hours})", entry.minutes)
+                }
+            }
+        }
+        WorkOrderEvent::TimeEntryRemoved { .. } => "Time entry removed".into(),
+        WorkOrderEvent::SlaWarningRaised {
+            target,
+            due_at,
+            escalated_to,
+        } => format!(
+            "SLA warning: {} due {}{}",
+            target.as_str(),
+            time(due_at),
+            escalated(escalated_to)
+        ),
+        WorkOrderEvent::SlaBreached {
+            target,
+            escalated_to,
+            ..
+        } => format!(
+            "SLA breached: {}{}",
+            target.as_str(),
+            escalated(escalated_to)
+        ),
+        WorkOrderEvent::StatusLinkIssued { kind, .. } => match kind {
+            LinkKind::Technician => "Technician link issued".into(),
+            LinkKind::Customer => "Customer link issued".into(),
+        },
+        WorkOrderEvent::StatusLinkRevoked { .. } => "Status link revoked".into(),
+        WorkOrderEvent::StatusLinkUsed { used, .. } => format!("Status link used (use {used})"),
+        WorkOrderEvent::WorkOrderRated { rating, .. } => format!("Rated {rating}/5"),
     }
 }
 
@@ -422,6 +561,124 @@ mod tests {
             "Registered as Acme at 0.00 a month (prospect)"
         );
         assert_eq!(s("CompanyMerged", serde_json::json!({})), "Company merged");
+    }
+
+    #[test]
+    fn describes_work_order_events_without_comment_bodies() {
+        use cqrs_es::DomainEvent;
+        use domain::workorder::{
+            Comment, Priority, SlaTarget, Status, TimeEntry, WorkOrderDetails,
+        };
+        let s = |event: WorkOrderEvent| {
+            let payload = serde_json::to_value(&event).unwrap();
+            summary("work_order", &event.event_type(), &payload)
+        };
+        let at: DateTime<Utc> = "2026-11-16T16:00:00Z".parse().unwrap();
+        let opened = WorkOrderEvent::WorkOrderOpened {
+            number: 1,
+            company_id: Uuid::nil(),
+            details: WorkOrderDetails {
+                title: "Printer jams".into(),
+                work_type: "repair".into(),
+                ..Default::default()
+            },
+            priority: Priority::Urgent,
+            origin: Origin::Staff,
+            holds_assets: false,
+            opened_at: at,
+            sla: None,
+        };
+        assert_eq!(s(opened), "Opened: Printer jams (urgent, repair)");
+        let tech = Uuid::from_u128(7);
+        assert_eq!(
+            s(WorkOrderEvent::WorkOrderAssigned {
+                assignee_id: Some(tech),
+                previous_assignee_id: None
+            }),
+            format!("Assigned to {tech}")
+        );
+        assert_eq!(
+            s(WorkOrderEvent::WorkOrderStatusChanged {
+                status: Status::InProgress,
+                previous_status: Status::Assigned,
+                at,
+                link_id: None
+            }),
+            "Status: in progress (was assigned)"
+        );
+        let comment = WorkOrderEvent::WorkOrderCommented {
+            comment: Comment {
+                comment_id: Uuid::nil(),
+                author_id: Some(tech),
+                origin: Origin::Staff,
+                public: true,
+                body: "secret words".into(),
+            },
+        };
+        assert_eq!(s(comment), "Comment (public)");
+        assert_eq!(
+            s(WorkOrderEvent::TimerStarted {
+                technician_id: tech,
+                at
+            }),
+            "Timer started"
+        );
+        let entry = TimeEntry::new(
+            Uuid::nil(),
+            tech,
+            at.date_naive(),
+            45,
+            String::new(),
+            Billing::Billable,
+            false,
+            domain::values::Amount::parse("rate", "95").unwrap(),
+            domain::values::Amount::ZERO,
+        );
+        assert_eq!(
+            s(WorkOrderEvent::TimeLogged { entry }),
+            "45 min logged (billable, 71.25)"
+        );
+        let warning = WorkOrderEvent::SlaWarningRaised {
+            target: SlaTarget::Response,
+            due_at: at,
+            escalated_to: None,
+        };
+        assert_eq!(
+            s(warning.clone()),
+            "SLA warning: response due 16:00 UTC on 2026-11-16"
+        );
+        let new_york = TimeZone::parse("America/New_York").unwrap();
+        assert_eq!(
+            work_order_event_summary(&warning, Some(&new_york)),
+            "SLA warning: response due 11:00 on 2026-11-16"
+        );
+        assert_eq!(
+            s(WorkOrderEvent::SlaBreached {
+                target: SlaTarget::Resolution,
+                due_at: at,
+                escalated_to: None
+            }),
+            "SLA breached: resolution"
+        );
+        assert_eq!(
+            s(WorkOrderEvent::StatusLinkIssued {
+                link_id: Uuid::nil(),
+                kind: LinkKind::Technician,
+                token_digest: "d".into(),
+                user_id: Some(tech),
+                expires_at: at,
+                max_uses: 20
+            }),
+            "Technician link issued"
+        );
+        assert_eq!(
+            s(WorkOrderEvent::WorkOrderRated {
+                rating: 4,
+                comment: String::new(),
+                link_id: Uuid::nil()
+            }),
+            "Rated 4/5"
+        );
     }
 
     #[test]

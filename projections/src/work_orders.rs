@@ -57,6 +57,15 @@ pub fn priority_rank(priority: Priority) -> i16 {
     }
 }
 
+/// Money with its two places: PostgreSQL sends a zero `numeric(14,2)` without its scale, and
+/// sqlx reads it as `0`; every amount read is put back to `0.00` form.
+fn money(mut value: Decimal) -> Decimal {
+    if value.scale() < 2 {
+        value.rescale(2);
+    }
+    value
+}
+
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 /// The SLA columns, in the order `bind_sla` binds them.
@@ -520,6 +529,13 @@ pub struct WorkOrderRow {
     pub updated_at: DateTime<Utc>,
 }
 
+impl WorkOrderRow {
+    fn normalized(mut self) -> Self {
+        self.billable_amount = money(self.billable_amount);
+        self
+    }
+}
+
 /// How a person is shown: their name, else their email (NULL without a `users` row).
 const PERSON_NAME: &str = "coalesce(nullif(u.name, ''), u.email)";
 
@@ -624,7 +640,8 @@ pub async fn list<'e>(
     query
         .push(" ORDER BY w.number DESC, w.id LIMIT ")
         .push_bind(limit);
-    query.build_query_as().fetch_all(db).await
+    let rows: Vec<WorkOrderRow> = query.build_query_as().fetch_all(db).await?;
+    Ok(rows.into_iter().map(WorkOrderRow::normalized).collect())
 }
 
 /// One order of a tenant (`None` for another tenant's).
@@ -641,6 +658,7 @@ pub async fn get<'e>(
     .bind(id)
     .fetch_optional(db)
     .await
+    .map(|row: Option<WorkOrderRow>| row.map(WorkOrderRow::normalized))
 }
 
 /// The order of a tenant with this number.
@@ -657,6 +675,7 @@ pub async fn get_by_number<'e>(
     .bind(number)
     .fetch_optional(db)
     .await
+    .map(|row: Option<WorkOrderRow>| row.map(WorkOrderRow::normalized))
 }
 
 /// One time entry, with its technician's name.
@@ -689,6 +708,20 @@ pub struct TimeEntryRow {
     pub created_at: DateTime<Utc>,
 }
 
+impl TimeEntryRow {
+    fn normalized(mut self) -> Self {
+        self.rate = money(self.rate);
+        self.amount = money(self.amount);
+        self.cost_rate = money(self.cost_rate);
+        self.cost = money(self.cost);
+        self
+    }
+}
+
+fn entries(rows: Vec<TimeEntryRow>) -> Vec<TimeEntryRow> {
+    rows.into_iter().map(TimeEntryRow::normalized).collect()
+}
+
 fn select_entries() -> String {
     format!(
         "SELECT e.*, coalesce({PERSON_NAME}, '') AS technician_name
@@ -712,6 +745,7 @@ pub async fn time_entries<'e>(
     .bind(work_order_id)
     .fetch_all(db)
     .await
+    .map(entries)
 }
 
 /// A running timer, with its technician and its order.
@@ -802,6 +836,14 @@ pub async fn unbilled_by_company<'e>(
     .bind(tenant_id)
     .fetch_all(db)
     .await
+    .map(|rows: Vec<UnbilledRow>| {
+        rows.into_iter()
+            .map(|mut row| {
+                row.amount = money(row.amount);
+                row
+            })
+            .collect()
+    })
 }
 
 /// A company's unbilled billable entries, oldest day of work first.
@@ -820,6 +862,7 @@ pub async fn unbilled_entries<'e>(
     .bind(company_id)
     .fetch_all(db)
     .await
+    .map(entries)
 }
 
 /// Minutes of a company's contract entries worked in `[from, to_exclusive)`.
@@ -936,7 +979,7 @@ pub async fn dashboard(db: &PgPool, tenant_id: Uuid) -> Result<Dashboard, sqlx::
         warning: 0,
         unassigned_open: 0,
         unbilled_minutes,
-        unbilled_amount,
+        unbilled_amount: money(unbilled_amount),
     };
     for status in OPEN_STATUSES {
         let count = match rows.iter().find(|r| r.0 == status) {

@@ -613,6 +613,8 @@ struct AssetPage {
     credential_fields: Vec<CredentialField>,
     credential_open: bool,
     history: Vec<HistoryLine>,
+    /// The work orders naming the asset, newest first.
+    work_orders: Vec<crate::work_order_pages::OrderLine>,
 }
 
 struct CredentialField {
@@ -743,6 +745,18 @@ async fn render_asset(
         Ok(None) => return not_found_page(),
         Err(error) => return internal_page(error),
     };
+    let work_orders = if me.may(Action::ViewWorkOrders) {
+        let filter = projections::work_orders::Filter {
+            asset_id: Some(id),
+            ..Default::default()
+        };
+        match crate::work_order_pages::lines_of(state, me.tenant_id, &filter, 100).await {
+            Ok(lines) => lines,
+            Err(error) => return internal_page(error),
+        }
+    } else {
+        Vec::new()
+    };
     let current = AssetForm::of(&asset);
     let form = form.unwrap_or(&current);
     let categories: Vec<(String, String)> = categories
@@ -778,6 +792,7 @@ async fn render_asset(
         ),
         credential_open: !credential_errors.is_empty(),
         history,
+        work_orders,
         asset,
         company,
     };

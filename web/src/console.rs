@@ -771,13 +771,75 @@ struct CreateForm {
     customer_status: String,
 }
 
-/// The first page after sign-in: the first thing the person's role may see.
-async fn home(me: Principal) -> Response {
-    if me.may(Action::ViewCompanies) {
-        Redirect::to("/companies").into_response()
-    } else {
-        Redirect::to("/account").into_response()
+/// The home page's work figures.
+struct StatusCount {
+    status: &'static str,
+    label: String,
+    count: i64,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "home.html")]
+struct HomePage {
+    flash: Option<String>,
+    open_total: i64,
+    open_by_status: Vec<StatusCount>,
+    breaching: i64,
+    warning: i64,
+    unassigned: i64,
+    unbilled_time: String,
+    unbilled_amount: String,
+    may_edit: bool,
+}
+
+/// The first page after sign-in: for staff who see work orders, the work dashboard (open
+/// orders by status, SLA trouble, unassigned, unbilled work); else the first thing the
+/// person's role may see.
+async fn home(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+) -> Response {
+    if !me.may(Action::ViewWorkOrders) {
+        return if me.may(Action::ViewCompanies) {
+            Redirect::to("/companies").into_response()
+        } else {
+            Redirect::to("/account").into_response()
+        };
     }
+    let loaded = async {
+        let dashboard = projections::work_orders::dashboard(&state.pool, me.tenant_id).await?;
+        let tenant = crate::work_orders::tenant(&state, me.tenant_id).await?;
+        Ok::<_, crate::error::ApiError>((dashboard, tenant))
+    };
+    let (dashboard, tenant) = match loaded.await {
+        Ok(loaded) => loaded,
+        Err(error) => return internal_page(error),
+    };
+    let local = crate::work_order_pages::Local::of(&tenant);
+    HomePage {
+        flash: cookies.flash.clone(),
+        open_total: dashboard.open_total,
+        open_by_status: dashboard
+            .open_by_status
+            .iter()
+            .map(|(status, count)| {
+                let status = domain::workorder::Status::parse("status", status).unwrap_or_default();
+                StatusCount {
+                    status: status.as_str(),
+                    label: capitalise(status.label()),
+                    count: *count,
+                }
+            })
+            .collect(),
+        breaching: dashboard.breaching,
+        warning: dashboard.warning,
+        unassigned: dashboard.unassigned_open,
+        unbilled_time: crate::work_order_pages::duration(dashboard.unbilled_minutes),
+        unbilled_amount: local.money(dashboard.unbilled_amount),
+        may_edit: me.may(Action::EditWorkOrders),
+    }
+    .into_response()
 }
 
 async fn create(
@@ -1230,14 +1292,51 @@ async fn empty_section(
     }
 }
 
+#[derive(Template, WebTemplate)]
+#[template(path = "company_work_orders.html")]
+struct CompanyWorkOrdersPage {
+    flash: Option<String>,
+    tabs: CompanyTabs,
+    orders: Vec<crate::work_order_pages::OrderLine>,
+    /// More orders than the tab shows: the full list is a link away.
+    more: bool,
+    may_raise: bool,
+}
+
+/// A company's work orders, newest first, and the button that raises one for it.
 async fn work_orders_tab(
     State(state): State<AppState>,
     me: Principal,
     axum::Extension(cookies): axum::Extension<Cookies>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
-    let tab = CompanyTab::WorkOrders;
-    empty_section(&state, &me, &cookies, path, tab, "No work orders yet.").await
+    const SHOWN: i64 = 200;
+    if let Err(refused) = me.require(Action::ViewWorkOrders) {
+        return refused.into_response();
+    }
+    let (company, tabs) = match company_for_tab(&state, &me, path, CompanyTab::WorkOrders).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let filter = projections::work_orders::Filter {
+        company_id: Some(company.id),
+        ..Default::default()
+    };
+    let mut orders =
+        match crate::work_order_pages::lines_of(&state, me.tenant_id, &filter, SHOWN + 1).await {
+            Ok(orders) => orders,
+            Err(error) => return internal_page(error),
+        };
+    let more = orders.len() as i64 > SHOWN;
+    orders.truncate(SHOWN as usize);
+    CompanyWorkOrdersPage {
+        flash: cookies.flash.clone(),
+        tabs,
+        orders,
+        more,
+        may_raise: me.may(Action::EditWorkOrders) && !company.archived,
+    }
+    .into_response()
 }
 
 async fn billing_tab(

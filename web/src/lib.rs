@@ -23,8 +23,10 @@ pub mod service_settings;
 pub mod settings;
 pub mod signin;
 pub mod state;
+pub mod status_links;
 pub mod team;
 pub mod tokens;
+pub mod work_order_pages;
 pub mod work_orders;
 
 use axum::http::{HeaderName, Request};
@@ -57,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .merge(team::router())
         .merge(tokens::router())
         .merge(work_orders::router())
+        .merge(work_order_pages::router())
+        .merge(status_links::router())
         .merge(openapi::router())
         .merge(assets::router())
         .fallback(error::not_found_fallback)

@@ -78,7 +78,10 @@ pub async fn check_sla(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<u
                 tenant.sla_escalate_to
             }
         };
-        let command_id = Uuid::new_v5(order_id, format!("sla-check:{}", now.timestamp()).as_bytes());
+        let command_id = Uuid::new_v5(
+            order_id,
+            format!("sla-check:{}", now.timestamp()).as_bytes(),
+        );
         let meta = EventMeta::new(*tenant_id, ACTOR).with_command_id(command_id);
         let meta = meta.clone().with_correlation(command_id, None);
         let outcome = state

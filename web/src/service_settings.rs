@@ -37,8 +37,8 @@ use uuid::Uuid;
 use crate::api::{command_meta, path_id, ApiJson, IdempotencyKey};
 use crate::auth::Principal;
 use crate::console::{
-    company_for_tab, csrf_refusal, internal_page, not_found_page, redirect_with_flash,
-    CompanyTab, CompanyTabs, Cookies,
+    company_for_tab, csrf_refusal, internal_page, not_found_page, redirect_with_flash, CompanyTab,
+    CompanyTabs, Cookies,
 };
 use crate::error::ApiError;
 use crate::openapi::{
@@ -281,7 +281,11 @@ fn coverage_json(coverage: &Coverage) -> CoverageJson {
 
 /// The text of an optional JSON string field (`None`: absent or null); anything else is an
 /// error on `field`.
-fn text_of(field: &'static str, value: Option<&Value>, errors: &mut Vec<ValidationError>) -> Option<String> {
+fn text_of(
+    field: &'static str,
+    value: Option<&Value>,
+    errors: &mut Vec<ValidationError>,
+) -> Option<String> {
     match value {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -582,8 +586,12 @@ pub async fn set_business_hours(
             holidays: body.holidays,
         };
         let hours = BusinessHours::parse(&input).map_err(ApiError::Invalid)?;
-        let after = run_tenant(&state, &meta, vec![TenantCommand::SetBusinessHours { hours }])
-            .await?;
+        let after = run_tenant(
+            &state,
+            &meta,
+            vec![TenantCommand::SetBusinessHours { hours }],
+        )
+        .await?;
         let tenant = match after {
             Some(tenant) => tenant,
             None => load_tenant(&state, me.tenant_id).await?,
@@ -611,7 +619,11 @@ pub async fn get_sla_policies(State(state): State<AppState>, me: Principal) -> R
     if let Err(refused) = me.require(Action::OwnAccount) {
         return refused.into_response();
     }
-    answer(load_tenant(&state, me.tenant_id).await.map(|t| sla_json(&t)))
+    answer(
+        load_tenant(&state, me.tenant_id)
+            .await
+            .map(|t| sla_json(&t)),
+    )
 }
 
 /// Replace the SLA policies (owners and admins). New work orders get the targets of their
@@ -704,7 +716,11 @@ pub async fn get_work_types(State(state): State<AppState>, me: Principal) -> Res
     if let Err(refused) = me.require(Action::OwnAccount) {
         return refused.into_response();
     }
-    answer(load_tenant(&state, me.tenant_id).await.map(|t| work_json(&t)))
+    answer(
+        load_tenant(&state, me.tenant_id)
+            .await
+            .map(|t| work_json(&t)),
+    )
 }
 
 /// Replace the work types and the default hourly rate (owners and admins). A company's own
@@ -766,7 +782,10 @@ pub async fn set_work_types(
             })
             .ok();
         let Some((work_types, default_hourly_rate)) = checked.filter(|_| errors.is_empty()) else {
-            return Err(ApiError::Invalid(in_order(errors, &["work_types", "default_hourly_rate"])));
+            return Err(ApiError::Invalid(in_order(
+                errors,
+                &["work_types", "default_hourly_rate"],
+            )));
         };
         let command = TenantCommand::ChangeWorkSettings {
             work_types,
@@ -947,8 +966,11 @@ pub async fn set_coverage(
             other => text_of("included_hours", other.as_ref(), &mut errors),
         };
         let hourly_rate = text_of("hourly_rate", body.hourly_rate.as_ref(), &mut errors);
-        let after_hours_rate =
-            text_of("after_hours_rate", body.after_hours_rate.as_ref(), &mut errors);
+        let after_hours_rate = text_of(
+            "after_hours_rate",
+            body.after_hours_rate.as_ref(),
+            &mut errors,
+        );
         let input = CoverageInput {
             covered_work_types: body.covered_work_types,
             included_hours: included_hours.unwrap_or_default(),
@@ -1386,7 +1408,9 @@ async fn save_hours(
         outcome => {
             for error in outcome.err().unwrap_or_default() {
                 match error.field {
-                    "time_zone" => form.time_zone_error = Some(format!("The time zone {}", error.message)),
+                    "time_zone" => {
+                        form.time_zone_error = Some(format!("The time zone {}", error.message))
+                    }
                     "holidays" => join(&mut form.holidays_error, &error.message),
                     _ => {
                         let day = form
@@ -1454,7 +1478,9 @@ async fn save_sla(
     for priority in priorities() {
         let key = priority.as_str();
         let response = value(&pairs, &format!("{key}_response")).trim().to_owned();
-        let resolution = value(&pairs, &format!("{key}_resolution")).trim().to_owned();
+        let resolution = value(&pairs, &format!("{key}_resolution"))
+            .trim()
+            .to_owned();
         let mut error = None;
         if !(response.is_empty() && resolution.is_empty()) {
             match (response.parse::<i64>(), resolution.parse::<i64>()) {
@@ -1566,9 +1592,10 @@ async fn save_work(
             };
             for e in errors {
                 match e.field {
-                    "default_hourly_rate" => {
-                        join(&mut form.rate_error, &format!("The default rate {}", e.message))
-                    }
+                    "default_hourly_rate" => join(
+                        &mut form.rate_error,
+                        &format!("The default rate {}", e.message),
+                    ),
                     _ => join(&mut form.work_types_error, &e.message),
                 }
             }
@@ -1790,7 +1817,9 @@ async fn save_coverage(
         Err(error) => return internal_page(error),
     };
     for option in &mut page.types {
-        option.checked = covered.iter().any(|c| c.trim().eq_ignore_ascii_case(&option.name));
+        option.checked = covered
+            .iter()
+            .any(|c| c.trim().eq_ignore_ascii_case(&option.name));
     }
     page.included_hours = value(&pairs, "included_hours").to_owned();
     page.covers_after_hours = !value(&pairs, "covers_after_hours").is_empty();
@@ -1852,7 +1881,10 @@ mod tests {
         let errors = checked_work(&types, Some("x")).unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         let (types, rate) = checked_work(
-            &[("Repair".into(), Some("95".into())), ("install".into(), None)],
+            &[
+                ("Repair".into(), Some("95".into())),
+                ("install".into(), None),
+            ],
             Some("100"),
         )
         .unwrap();

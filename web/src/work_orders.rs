@@ -52,7 +52,10 @@ pub const SEQUENCE: &str = "work-order";
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/work-orders", get(list_work_orders).post(create_work_order))
+        .route(
+            "/api/v1/work-orders",
+            get(list_work_orders).post(create_work_order),
+        )
         .route(
             "/api/v1/work-orders/{id}",
             get(get_work_order).patch(update_work_order),
@@ -62,7 +65,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/work-orders/{id}/time-entries",
             get(list_time_entries).post(add_time_entry),
         )
-        .route("/api/v1/work-orders/{id}/timer/start", post(start_timer_api))
+        .route(
+            "/api/v1/work-orders/{id}/timer/start",
+            post(start_timer_api),
+        )
         .route("/api/v1/work-orders/{id}/timer/stop", post(stop_timer_api))
         .route("/api/v1/work-orders/{id}/links", post(issue_link_api))
         .route(
@@ -241,7 +247,10 @@ pub async fn open(
             now
         }
         Some(at) if at > now + chrono::Duration::minutes(5) => {
-            errors.push(ValidationError::new("opened_at", "must not be in the future"));
+            errors.push(ValidationError::new(
+                "opened_at",
+                "must not be in the future",
+            ));
             now
         }
         Some(at) => at,
@@ -325,12 +334,8 @@ pub async fn sync_assets(state: &AppState, meta: &EventMeta, order_id: Uuid, ord
                 (asset.status == AssetStatus::Active).then_some(AssetStatus::InRepair)
             } else if asset.status == AssetStatus::InRepair {
                 let holders =
-                    read::open_orders_holding_asset(&state.pool, meta.tenant_id, *asset_id)
-                        .await?;
-                let others = holders
-                    .iter()
-                    .filter(|id| **id != order_id)
-                    .count();
+                    read::open_orders_holding_asset(&state.pool, meta.tenant_id, *asset_id).await?;
+                let others = holders.iter().filter(|id| **id != order_id).count();
                 (others == 0).then_some(AssetStatus::Active)
             } else {
                 None
@@ -442,15 +447,24 @@ pub async fn change(
         ));
     }
     let d = &order.details;
-    let asset_ids = body.asset_ids.clone().unwrap_or_else(|| d.asset_ids.clone());
+    let asset_ids = body
+        .asset_ids
+        .clone()
+        .unwrap_or_else(|| d.asset_ids.clone());
     if body.asset_ids.is_some() {
-        check_assets(state, me.tenant_id, order.company_id, &asset_ids, &mut errors).await?;
+        check_assets(
+            state,
+            me.tenant_id,
+            order.company_id,
+            &asset_ids,
+            &mut errors,
+        )
+        .await?;
     }
     let contact_id = body.contact_id.unwrap_or(d.contact_id);
     if body.contact_id.is_some() {
         if let Err(e) =
-            crate::equipment::check_contact(state, me.tenant_id, order.company_id, contact_id)
-                .await
+            crate::equipment::check_contact(state, me.tenant_id, order.company_id, contact_id).await
         {
             errors.push(e);
         }
@@ -537,11 +551,17 @@ pub async fn comment(
     let comment = Comment {
         comment_id: Uuid::new_v5(&meta.command_id, b"comment"),
         author_id: Some(me.user_id),
-        origin: if client { Origin::Customer } else { Origin::Staff },
+        origin: if client {
+            Origin::Customer
+        } else {
+            Origin::Staff
+        },
         public: public || client,
         body,
     };
-    run(state, meta,
+    run(
+        state,
+        meta,
         id,
         WorkOrderCommand::Comment {
             comment,
@@ -573,7 +593,8 @@ pub struct TimeBody {
 
 /// The local date of an instant in the tenant's zone.
 pub fn local_date(tenant: &Tenant, at: DateTime<Utc>) -> NaiveDate {
-    at.with_timezone(&tenant.business_hours().time_zone.tz()).date_naive()
+    at.with_timezone(&tenant.business_hours().time_zone.tz())
+        .date_naive()
 }
 
 /// The first day of `date`'s month and of the next month.
@@ -690,7 +711,10 @@ pub async fn log_time(
                 today
             }
             Ok(date) if date < today - chrono::Duration::days(3660) => {
-                errors.push(ValidationError::new("work_date", "is more than ten years ago"));
+                errors.push(ValidationError::new(
+                    "work_date",
+                    "is more than ten years ago",
+                ));
                 today
             }
             Ok(date) => date,
@@ -722,7 +746,8 @@ pub async fn log_time(
                 "technician_id",
                 "only owners and admins log time for someone else",
             ));
-        } else if let Err(e) = check_technician(state, &tenant, "technician_id", technician_id).await
+        } else if let Err(e) =
+            check_technician(state, &tenant, "technician_id", technician_id).await
         {
             errors.push(e);
         }
@@ -745,11 +770,7 @@ pub async fn log_time(
         None,
     )
     .await?;
-    run(state, meta,
-        id,
-        WorkOrderCommand::LogTime { entries },
-    )
-    .await
+    run(state, meta, id, WorkOrderCommand::LogTime { entries }).await
 }
 
 /// Starts the asker's timer on order `id`.
@@ -760,7 +781,9 @@ pub async fn start_timer(
     id: Uuid,
 ) -> Result<Executed<WorkOrder>, ApiError> {
     load(state, me, id).await?;
-    run(state, meta,
+    run(
+        state,
+        meta,
         id,
         WorkOrderCommand::StartTimer {
             technician_id: me.user_id,
@@ -813,7 +836,9 @@ pub async fn stop_timer(
         Some((started, now)),
     )
     .await?;
-    run(state, meta,
+    run(
+        state,
+        meta,
         id,
         WorkOrderCommand::StopTimer {
             technician_id: me.user_id,
@@ -853,7 +878,9 @@ pub async fn issue_link(
     };
     let (token, digest) = commands::identity::new_token("");
     let link_id = Uuid::new_v5(&meta.command_id, b"status-link");
-    let done = run(state, meta,
+    let done = run(
+        state,
+        meta,
         id,
         WorkOrderCommand::IssueLink {
             link_id,
@@ -886,6 +913,12 @@ pub async fn issue_link(
 // ---------------------------------------------------------------------------------------------
 // JSON API
 // ---------------------------------------------------------------------------------------------
+
+/// Money with exactly two places (PostgreSQL hands back a zero `numeric` without its scale).
+fn money(mut value: rust_decimal::Decimal) -> rust_decimal::Decimal {
+    value.rescale(2);
+    value
+}
 
 /// The SLA of an order: due times in RFC 3339 (null without a policy for its priority).
 #[derive(Debug, Serialize, ToSchema)]
@@ -977,7 +1010,7 @@ impl From<WorkOrderRow> for WorkOrderJson {
             },
             billable_minutes: r.billable_minutes,
             contract_minutes: r.contract_minutes,
-            billable_amount: r.billable_amount,
+            billable_amount: money(r.billable_amount),
             comments: r.comments,
             rating: r.rating,
             version: r.version,
@@ -1364,8 +1397,8 @@ impl From<read::TimeEntryRow> for TimeEntryJson {
             note: r.note,
             billing: r.billing,
             after_hours: r.after_hours,
-            rate: r.rate,
-            amount: r.amount,
+            rate: money(r.rate),
+            amount: money(r.amount),
             invoice_id: r.invoice_id,
             started_at: r.started_at,
             ended_at: r.ended_at,
@@ -1397,13 +1430,15 @@ async fn entries_of(
             _ => None,
         })
         .collect();
-    let rows = read::time_entries(&state.pool, me.tenant_id, id).await?;
+    let mut rows: Vec<read::TimeEntryRow> = read::time_entries(&state.pool, me.tenant_id, id)
+        .await?
+        .into_iter()
+        .filter(|r| logged.contains(&r.id))
+        .collect();
+    // In the order they were logged (the contract part of a split entry first).
+    rows.sort_by_key(|r| logged.iter().position(|id| *id == r.id));
     Ok(TimeEntries {
-        items: rows
-            .into_iter()
-            .filter(|r| logged.contains(&r.id))
-            .map(TimeEntryJson::from)
-            .collect(),
+        items: rows.into_iter().map(TimeEntryJson::from).collect(),
     })
 }
 
@@ -1675,7 +1710,9 @@ pub async fn revoke_link_api(
         let id = parse_id(&id, "work order")?;
         let link_id = parse_id(&link_id, "link")?;
         load(&state, &me, id).await?;
-        let done = run(&state, &me.meta(),
+        let done = run(
+            &state,
+            &me.meta(),
             id,
             WorkOrderCommand::RevokeLink { link_id },
         )
@@ -1737,7 +1774,7 @@ pub async fn unbilled_api(State(state): State<AppState>, me: Principal) -> Respo
                     company_name: r.company_name,
                     entries: r.entries,
                     minutes: r.minutes,
-                    amount: r.amount,
+                    amount: money(r.amount),
                 })
                 .collect(),
         })
