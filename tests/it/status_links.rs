@@ -545,6 +545,7 @@ async fn expired_revoked_and_foreign_links_show_nothing_and_append_nothing() {
     assert_eq!(open(&app, &our_path).await.status, StatusCode::OK);
 
     // Malformed addresses: 404 pages, never a 500.
+    let ours_before = events_of(&app, &order).await;
     for bad in [
         format!("/l/{order}/{}", "a".repeat(5000)),
         format!("/l/{order}/bad%20token!"),

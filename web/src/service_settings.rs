@@ -470,6 +470,8 @@ async fn change_coverage(
     input: CoverageInput,
 ) -> Result<Coverage, ApiError> {
     let company = load_company(state, me, id).await?;
+    // The aggregate refuses it too; saying so first spares an archived company's form a
+    // list of field errors it could not act on.
     if company.archived {
         return Err(ApiError::Conflict(CompanyError::Archived.to_string()));
     }
