@@ -578,7 +578,11 @@ async fn the_list_filters_and_refuses_bad_filters_with_a_message() {
     assert!(assigned_column.contains("Server down"));
     assert!(assigned_column.contains("sla-breached"));
     let filtered = page(&app, &owner, "/work-orders/board?technician=unassigned").await;
-    assert_eq!(titles(&filtered), ["New laptop"]);
+    assert_eq!(
+        titles(&filtered),
+        ["New laptop", "Reset password"],
+        "the resolved column is filtered too"
+    );
 
     // My work and the dashboard.
     let mine = page(&app, &owner, "/work-orders/mine").await;
