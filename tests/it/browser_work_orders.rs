@@ -51,9 +51,25 @@ async fn choose(browser: &Browser, select_css: &str, text: &str) {
     );
 }
 
-/// Saves a PNG of the current page to `/tmp/shots/{name}.png`.
+/// Saves a PNG of the whole current page to `/tmp/shots/{name}.png` (the window grows to the
+/// page's height for the shot, then goes back).
 async fn screenshot(browser: &Browser, name: &str) -> String {
-    let png = browser.client.screenshot().await.unwrap();
+    let c = &browser.client;
+    let height = c
+        .execute("return document.documentElement.scrollHeight", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(900)
+        .clamp(900, 6000);
+    let (width, old_height) = c.get_window_size().await.unwrap();
+    c.set_window_size(width as u32, height as u32 + 140)
+        .await
+        .unwrap();
+    let png = c.screenshot().await.unwrap();
+    c.set_window_size(width as u32, old_height as u32)
+        .await
+        .unwrap();
     std::fs::create_dir_all("/tmp/shots").unwrap();
     let path = format!("/tmp/shots/{name}.png");
     std::fs::write(&path, png).unwrap();

@@ -439,7 +439,7 @@ async fn page(
             .filter(|s| LINK_STATUSES.contains(s))
             .map(|s| Move {
                 value: s.as_str(),
-                label: capitalise(s.label()),
+                label: format!("Set {}", s.label()),
             })
             .collect();
         return Ok(page);
