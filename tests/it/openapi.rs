@@ -196,6 +196,11 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
     ),
     ("/api/v1/work-orders/{id}/time-entries", "post", &[400, 401, 403, 404, 409, 413, 415, 422, 500]),
     (
+        "/api/v1/work-orders/{id}/time-entries/{entry_id}",
+        "delete",
+        &[400, 401, 403, 404, 409, 500],
+    ),
+    (
         "/api/v1/work-orders/{id}/timer/start",
         "post",
         &[400, 401, 403, 404, 409, 500],

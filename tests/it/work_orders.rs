@@ -786,3 +786,37 @@ async fn clients_raise_work_for_their_own_company_only() {
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn time_entries_are_removed_by_their_technician_or_an_admin_and_not_once_closed() {
+    let app = TestApp::new().await;
+    let acme = company(&app, "Northwind").await;
+    let owner = app.owner.user_id.to_string();
+    let order = raise(&app, json!({"company_id": acme, "title": "Fix", "assignee_id": owner})).await;
+    let id = order["id"].as_str().unwrap();
+    let path = format!("/api/v1/work-orders/{id}/time-entries");
+    let reply = app
+        .request(Method::POST, &path, Some(&json!({"minutes": 30}).to_string()))
+        .await;
+    let entry = reply.json()["items"][0]["id"].as_str().unwrap().to_owned();
+    let tech = app.person(&app.owner, Role::Technician, "tech@acme.test", None).await;
+    let one = format!("{path}/{entry}");
+    let reply = app.send_as(Some(&tech), Method::DELETE, &one, None, &[]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    let reply = app
+        .request(Method::DELETE, &format!("{path}/{}", Uuid::now_v7()), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    // Closed: refused until reopened.
+    patch(&app, id, json!({"status": "resolved"})).await;
+    patch(&app, id, json!({"status": "closed"})).await;
+    let reply = app.request(Method::DELETE, &one, None).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    patch(&app, id, json!({"status": "reopened"})).await;
+    let reply = app.request(Method::DELETE, &one, None).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    let list = app.request(Method::GET, &path, None).await;
+    assert_eq!(list.json()["items"].as_array().unwrap().len(), 0);
+    let row = app.request(Method::GET, &format!("/api/v1/work-orders/{id}"), None).await;
+    assert_eq!(row.json()["billable_minutes"], 0);
+}

@@ -88,6 +88,7 @@ pub const BEARER: &str = "bearer";
         crate::work_orders::add_comment,
         crate::work_orders::list_time_entries,
         crate::work_orders::add_time_entry,
+        crate::work_orders::remove_time_entry_api,
         crate::work_orders::start_timer_api,
         crate::work_orders::stop_timer_api,
         crate::work_orders::issue_link_api,

@@ -454,16 +454,14 @@ impl FilterForm {
             },
         };
         // One check per field, so every bad value is reported at once.
-        let checks: [(Option<&str>, Option<&str>, Option<&str>, Option<&str>); 4] = [
-            (status, None, None, None),
-            (None, technician, None, None),
-            (None, None, Some(self.priority.as_str()), None),
-            (None, None, None, Some(self.sla.as_str())),
+        let checks = [
+            ops::filter_of(me, status, None, None, None, None, None),
+            ops::filter_of(me, None, None, technician, None, None, None),
+            ops::filter_of(me, None, None, None, Some(&self.priority), None, None),
+            ops::filter_of(me, None, None, None, None, None, Some(&self.sla)),
         ];
-        for (status, technician, priority, sla) in checks {
-            if let Err(ApiError::BadRequest(message)) =
-                ops::filter_of(me, status, None, technician, priority, None, sla)
-            {
+        for check in checks {
+            if let Err(ApiError::BadRequest(message)) = check {
                 let message = message
                     .replace("assignee must be", "technician must be")
                     .replace("sla must be", "SLA must be")
@@ -571,12 +569,15 @@ async fn filter_view(
     })
 }
 
+/// The query string's pairs (`None`: it cannot be read, e.g. bad percent-encoding).
 fn query_pairs(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Vec<(String, String)>, Response> {
-    query.map(|Query(pairs)| pairs).map_err(|_| {
-        crate::console::bad_address_page("The filters in this address cannot be read.")
-    })
+) -> Option<Vec<(String, String)>> {
+    query.map(|Query(pairs)| pairs).ok()
+}
+
+fn unreadable_query() -> Response {
+    crate::console::bad_address_page("The filters in this address cannot be read.")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -606,9 +607,8 @@ async fn list_page(
     if let Err(refused) = me.require(Action::ViewWorkOrders) {
         return refused.into_response();
     }
-    let pairs = match query_pairs(query) {
-        Ok(pairs) => pairs,
-        Err(page) => return page,
+    let Some(pairs) = query_pairs(query) else {
+        return unreadable_query();
     };
     let form = FilterForm::from_pairs(&pairs);
     let loaded = async {
@@ -688,9 +688,8 @@ async fn board_page(
     if let Err(refused) = me.require(Action::ViewWorkOrders) {
         return refused.into_response();
     }
-    let pairs = match query_pairs(query) {
-        Ok(pairs) => pairs,
-        Err(page) => return page,
+    let Some(pairs) = query_pairs(query) else {
+        return unreadable_query();
     };
     let mut form = FilterForm::from_pairs(&pairs);
     // The board's columns are the statuses: a status filter does not apply.
@@ -1052,9 +1051,8 @@ async fn new_page(
     if let Err(refused) = me.require(Action::EditWorkOrders) {
         return refused.into_response();
     }
-    let pairs = match query_pairs(query) {
-        Ok(pairs) => pairs,
-        Err(page) => return page,
+    let Some(pairs) = query_pairs(query) else {
+        return unreadable_query();
     };
     let (form, _) = NewForm::from_pairs(&pairs);
     render_new(&state, &me, &cookies, form, Vec::new(), StatusCode::OK).await
@@ -1628,12 +1626,13 @@ fn admit(
     csrf: &str,
     action: Action,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Uuid, Response> {
+) -> Result<Uuid, Box<Response>> {
     if let Some(refused) = csrf_refusal(cookies, headers, csrf) {
-        return Err(refused);
+        return Err(Box::new(refused));
     }
-    me.require(action).map_err(IntoResponse::into_response)?;
-    path_uuid(path).ok_or_else(not_found_page)
+    me.require(action)
+        .map_err(|refused| Box::new(refused.into_response()))?;
+    path_uuid(path).ok_or_else(|| Box::new(not_found_page()))
 }
 
 /// The answer to a POST of the order page: back to the page with `done` as a flash message,
@@ -1730,7 +1729,7 @@ async fn move_status(
         path,
     ) {
         Ok(id) => id,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let body = ChangeBody {
         status: Some(form.status.clone()),
@@ -1780,7 +1779,7 @@ async fn assign(
         path,
     ) {
         Ok(id) => id,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let assignee = match form.assignee_id.trim() {
         "" => None,
@@ -1835,7 +1834,7 @@ async fn timer_start(
 ) -> Response {
     let id = match admit(&me, &cookies, &headers, &form.csrf, Action::LogTime, path) {
         Ok(id) => id,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let result = ops::start_timer(&state, &me, &me.meta(), id)
         .await
@@ -1874,7 +1873,7 @@ async fn timer_stop(
 ) -> Response {
     let id = match admit(&me, &cookies, &headers, &form.csrf, Action::LogTime, path) {
         Ok(id) => id,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let result = async {
         let billing = match form.billing.trim() {
@@ -1937,7 +1936,7 @@ async fn add_time(
 ) -> Response {
     let id = match admit(&me, &cookies, &headers, &form.csrf, Action::LogTime, path) {
         Ok(id) => id,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     // A number that is not one reads as 0, which the shared check refuses with the range.
     let minutes = match form.minutes.trim() {
@@ -2005,7 +2004,7 @@ async fn add_comment(
         path,
     ) {
         Ok(id) => id,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let public = form.public.is_some();
     let result = ops::comment(&state, &me, &me.meta(), id, &form.body, public).await;
@@ -2057,7 +2056,7 @@ async fn issue_link(
         path,
     ) {
         Ok(id) => id,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let issued = async {
         let kind = ops::parse_link_kind(&form.kind)?;
@@ -2170,7 +2169,7 @@ async fn edit(
         path,
     ) {
         Ok(id) => id,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let body = ChangeBody {
         title: Some(form.title.clone()),
@@ -2287,12 +2286,13 @@ async fn unbilled_company_page(
         let entries = read::unbilled_entries(&state.pool, me.tenant_id, company_id).await?;
         let mut numbers: HashMap<Uuid, String> = HashMap::new();
         for e in &entries {
-            if !numbers.contains_key(&e.work_order_id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = numbers.entry(e.work_order_id)
+            {
                 let label = read::get(&state.pool, me.tenant_id, e.work_order_id)
                     .await?
                     .map(|o| format!("#{} {}", o.number, o.title))
                     .unwrap_or_default();
-                numbers.insert(e.work_order_id, label);
+                slot.insert(label);
             }
         }
         Ok::<_, ApiError>(Some((company, local, entries, numbers)))

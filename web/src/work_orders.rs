@@ -66,6 +66,10 @@ pub fn router() -> Router<AppState> {
             get(list_time_entries).post(add_time_entry),
         )
         .route(
+            "/api/v1/work-orders/{id}/time-entries/{entry_id}",
+            delete(remove_time_entry_api),
+        )
+        .route(
             "/api/v1/work-orders/{id}/timer/start",
             post(start_timer_api),
         )
@@ -771,6 +775,29 @@ pub async fn log_time(
     )
     .await?;
     run(state, meta, id, WorkOrderCommand::LogTime { entries }).await
+}
+
+/// Removes a time entry: the technician who logged it, or an owner or admin.
+pub async fn remove_time(
+    state: &AppState,
+    me: &Principal,
+    meta: &EventMeta,
+    id: Uuid,
+    entry_id: Uuid,
+) -> Result<Executed<WorkOrder>, ApiError> {
+    let order = load(state, me, id).await?;
+    let entry = order
+        .time_entries
+        .get(&entry_id)
+        .ok_or_else(|| ApiError::NotFound(format!("time entry {entry_id} not found")))?;
+    if entry.technician_id != me.user_id && !matches!(me.role, Role::Owner | Role::Admin) {
+        return Err(ApiError::Rejected {
+            status: StatusCode::FORBIDDEN,
+            detail: "only the technician who logged it, an owner or an admin removes a time entry"
+                .into(),
+        });
+    }
+    run(state, meta, id, WorkOrderCommand::RemoveTime { entry_id }).await
 }
 
 /// Starts the asker's timer on order `id`.
@@ -1519,6 +1546,54 @@ pub async fn list_time_entries(
         })
     };
     respond(StatusCode::OK, outcome.await)
+}
+
+/// Remove a time entry (the technician who logged it, or an owner or admin).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/work-orders/{id}/time-entries/{entry_id}",
+    tag = "work orders",
+    operation_id = "removeTimeEntry",
+    params(
+        ("id" = Uuid, Path, description = "The work order's id"),
+        ("entry_id" = Uuid, Path, description = "The time entry's id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn remove_time_entry_api(
+    State(state): State<AppState>,
+    me: Principal,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = me.require(Action::LogTime) {
+        return refused.into_response();
+    }
+    let outcome = async {
+        let Path((id, entry_id)) =
+            path.map_err(|_| ApiError::NotFound("no such time entry".into()))?;
+        let id = parse_id(&id, "work order")?;
+        let entry_id = parse_id(&entry_id, "time entry")?;
+        let meta = command_meta(&me, &headers)?;
+        let done = remove_time(&state, &me, &meta, id, entry_id).await?;
+        state
+            .read_your_writes(VIEWS, "work_order", &done.aggregate_id, done.version)
+            .await;
+        Ok::<_, ApiError>(())
+    };
+    match outcome.await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// What to do when stopping a timer.
