@@ -1,5 +1,5 @@
 //! The `search` read model behind the header's search box and `GET /api/v1/search`: one row
-//! per company, contact, asset and credential (its label only, never a secret), with
+//! per company, contact, asset, credential (its label only, never a secret) and work order, with
 //! identifiers in `keys` (tags, serials, MAC and IP addresses, emails, phone digits) and names
 //! in `words`. A query matches by substring and by trigram word similarity (typos) on both,
 //! and by full text on the words; exact identifier matches rank first.
@@ -9,6 +9,7 @@ use domain::asset::{AssetDetails, AssetEvent, AssetStatus};
 use domain::company::CompanyEvent;
 use domain::contact::{ContactDetails, ContactEvent};
 use domain::credential::{CredentialDetails, CredentialEvent};
+use domain::workorder::{WorkOrderDetails, WorkOrderEvent};
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
@@ -102,6 +103,21 @@ fn credential_entry(id: Uuid, d: &CredentialDetails) -> Entry {
     }
 }
 
+/// A work order: found by its number (`#12`, `12`) and its title's words; its title is
+/// `#12 Printer jams`.
+fn work_order_entry(id: Uuid, number: &str, d: &WorkOrderDetails) -> Entry {
+    let digits = number.trim_start_matches('#');
+    Entry {
+        title: format!("#{digits} {}", d.title),
+        detail: format!("Work order · {}", d.work_type),
+        href: format!("/work-orders/{id}"),
+        keys: format!("#{digits} {digits}"),
+        // The number among the words too: a query of one or two characters (`#7`) searches
+        // the words only.
+        words: format!("{digits} {}", d.title),
+    }
+}
+
 /// What a batch does to one row, folded in event order.
 #[derive(Default)]
 struct Change {
@@ -123,6 +139,8 @@ struct Batch {
     order: Vec<Key>,
     /// Asset updates whose registration is not in this batch: their tag is read back.
     need_tag: Vec<(Key, AssetDetails)>,
+    /// The same for work orders changed: their number is read back.
+    need_number: Vec<(Key, WorkOrderDetails)>,
 }
 
 impl Batch {
@@ -151,37 +169,57 @@ impl Batch {
         };
     }
 
-    async fn write(mut self, conn: &mut PgConnection, table: &str) -> Result<(), sqlx::Error> {
-        if !self.need_tag.is_empty() {
-            let (tenants, ids): (Vec<Uuid>, Vec<Uuid>) = self
-                .need_tag
-                .iter()
-                .map(|((t, _, id), _)| (*t, *id))
-                .unzip();
-            let tags: Vec<(Uuid, Uuid, String)> = sqlx::query_as(&format!(
-                "SELECT s.tenant_id, s.id, split_part(s.title, ' ', 1)
-                   FROM {table} s JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
-                     ON s.tenant_id = k.tenant_id AND s.kind = 'asset' AND s.id = k.id"
-            ))
-            .bind(tenants)
-            .bind(ids)
-            .fetch_all(&mut *conn)
-            .await?;
-            let tags: std::collections::HashMap<(Uuid, Uuid), String> = tags
-                .into_iter()
-                .map(|(t, id, tag)| ((t, id), tag))
-                .collect();
-            for (key, details) in std::mem::take(&mut self.need_tag) {
-                // An update may follow a registration in this very batch: that one has the tag.
+    /// The first word of the titles of rows changed without their first event in the batch
+    /// (an asset's tag, a work order's number), from this batch or else from the table.
+    async fn read_back<D>(
+        &self,
+        conn: &mut PgConnection,
+        table: &str,
+        kind: &str,
+        wanted: Vec<(Key, D)>,
+    ) -> Result<Vec<(Key, D, String)>, sqlx::Error> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (tenants, ids): (Vec<Uuid>, Vec<Uuid>) =
+            wanted.iter().map(|((t, _, id), _)| (*t, *id)).unzip();
+        let stored: Vec<(Uuid, Uuid, String)> = sqlx::query_as(&format!(
+            "SELECT s.tenant_id, s.id, split_part(s.title, ' ', 1)
+               FROM {table} s JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
+                 ON s.tenant_id = k.tenant_id AND s.kind = $3 AND s.id = k.id"
+        ))
+        .bind(tenants)
+        .bind(ids)
+        .bind(kind)
+        .fetch_all(&mut *conn)
+        .await?;
+        let stored: std::collections::HashMap<(Uuid, Uuid), String> = stored
+            .into_iter()
+            .map(|(t, id, first)| ((t, id), first))
+            .collect();
+        Ok(wanted
+            .into_iter()
+            .filter_map(|(key, details)| {
+                // A change may follow the first event in this very batch: that one knows.
                 let known = self.changes.get(&key).and_then(|c| {
                     c.entry
                         .as_ref()
                         .map(|e| e.title.split(' ').next().unwrap_or("").to_owned())
                 });
-                if let Some(tag) = known.or_else(|| tags.get(&(key.0, key.2)).cloned()) {
-                    self.upsert(key, asset_entry(key.2, &tag, &details));
-                }
-            }
+                let first = known.or_else(|| stored.get(&(key.0, key.2)).cloned())?;
+                Some((key, details, first))
+            })
+            .collect())
+    }
+
+    async fn write(mut self, conn: &mut PgConnection, table: &str) -> Result<(), sqlx::Error> {
+        let need_tag = std::mem::take(&mut self.need_tag);
+        for (key, details, tag) in self.read_back(conn, table, "asset", need_tag).await? {
+            self.upsert(key, asset_entry(key.2, &tag, &details));
+        }
+        let need_number = std::mem::take(&mut self.need_number);
+        for (key, details, number) in self.read_back(conn, table, "work_order", need_number).await? {
+            self.upsert(key, work_order_entry(key.2, &number, &details));
         }
         let mut deleted: (Vec<Uuid>, Vec<&str>, Vec<Uuid>) = Default::default();
         let mut upserts: (Vec<Uuid>, Vec<&str>, Vec<Uuid>, Vec<String>) = Default::default();
@@ -273,8 +311,9 @@ impl Projection for SearchProjection {
         "search"
     }
 
+    /// 2: work orders (issue 5).
     fn version(&self) -> i32 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -294,8 +333,18 @@ impl Projection for SearchProjection {
                 "contact" => "contact",
                 "asset" => "asset",
                 "credential" => "credential",
+                "work_order" => "work_order",
                 _ => continue,
             };
+            // Only these work order events change what the search shows of an order.
+            if kind == "work_order"
+                && !matches!(
+                    event.event_type.as_str(),
+                    "WorkOrderOpened" | "WorkOrderChanged" | "WorkOrderStatusChanged"
+                )
+            {
+                continue;
+            }
             // Only these company events change what the search shows of a company.
             if kind == "company"
                 && !matches!(
@@ -351,6 +400,20 @@ impl Projection for SearchProjection {
                     ),
                     _ => {}
                 },
+                "work_order" => match serde_json::from_str::<WorkOrderEvent>(event.payload.get())
+                    .map_err(|e| at(e.to_string()))?
+                {
+                    WorkOrderEvent::WorkOrderOpened {
+                        number, details, ..
+                    } => batch.upsert(key, work_order_entry(id, &number.to_string(), &details)),
+                    WorkOrderEvent::WorkOrderChanged { details } => {
+                        batch.need_number.push((key, details))
+                    }
+                    WorkOrderEvent::WorkOrderStatusChanged { status, .. } => {
+                        batch.set_inactive(key, !status.is_open())
+                    }
+                    _ => {}
+                },
                 _ => match crate::credentials::decode(event).map_err(at)? {
                     CredentialEvent::CredentialAdded { details, .. }
                     | CredentialEvent::CredentialUpdated { details } => {
@@ -378,7 +441,7 @@ pub struct Hit {
 }
 
 /// The kinds of records, in the order results are grouped.
-pub const KINDS: [&str; 4] = ["company", "contact", "asset", "credential"];
+pub const KINDS: [&str; 5] = ["company", "contact", "asset", "credential", "work_order"];
 
 /// Candidates read from the index before ranking: bounds the cost of a query that matches a
 /// large part of a big tenant (such as "laptop" among 100,000 assets).

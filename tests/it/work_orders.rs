@@ -820,3 +820,39 @@ async fn time_entries_are_removed_by_their_technician_or_an_admin_and_not_once_c
     let row = app.request(Method::GET, &format!("/api/v1/work-orders/{id}"), None).await;
     assert_eq!(row.json()["billable_minutes"], 0);
 }
+
+#[tokio::test]
+async fn work_orders_are_found_by_number_and_title_and_closed_ones_rank_last() {
+    let app = TestApp::new().await;
+    let acme = company(&app, "Northwind").await;
+    let first = raise(&app, json!({"company_id": acme, "title": "Replace the fuser"})).await;
+    let second = raise(&app, json!({"company_id": acme, "title": "Fuser noise again"})).await;
+    let id = first["id"].as_str().unwrap();
+    patch(&app, id, json!({"title": "Replace the printer fuser"})).await;
+    patch(&app, second["id"].as_str().unwrap(), json!({"status": "cancelled"})).await;
+    app.settle().await;
+    let find = |q: &str| {
+        let path = format!("/api/v1/search?q={q}");
+        let app = &app;
+        async move {
+            let reply = app.request(Method::GET, &path, None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            reply.json()["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["kind"] == "work_order")
+                .map(|r| (r["title"].as_str().unwrap().to_owned(), r["inactive"].as_bool().unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(find("%231").await, [("#1 Replace the printer fuser".to_owned(), false)]);
+    assert_eq!(
+        find("fuser").await,
+        [
+            ("#1 Replace the printer fuser".to_owned(), false),
+            ("#2 Fuser noise again".to_owned(), true)
+        ]
+    );
+    assert!(find("printer").await.len() == 1, "the new title is indexed");
+}

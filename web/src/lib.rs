@@ -110,16 +110,53 @@ pub fn with_middleware(routes: Router) -> Router {
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
+                let path = loggable_path(request.uri().path());
+                tracing::info_span!("http", method = %request.method(), path = %path, request_id)
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// The paths whose segment after these many parts is a secret token (share links, status
+/// links, password resets, invitations): `(prefix, index of the token segment)`.
+const TOKEN_PATHS: &[(&str, usize)] = &[
+    ("/s/", 2),
+    ("/l/", 3),
+    ("/password-reset/", 3),
+    ("/invitation/", 3),
+];
+
+/// The request path as the log shows it: a link's token is replaced by `…`, since whoever
+/// reads the log must not be able to use the link.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let Some((_, index)) = TOKEN_PATHS.iter().find(|(prefix, _)| path.starts_with(prefix)) else {
+        return std::borrow::Cow::Borrowed(path);
+    };
+    let parts: Vec<&str> = path
+        .split('/')
+        .enumerate()
+        .map(|(i, part)| if i == *index && !part.is_empty() { "…" } else { part })
+        .collect();
+    std::borrow::Cow::Owned(parts.join("/"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::Body;
+
+    #[test]
+    fn tokens_in_link_paths_stay_out_of_the_log() {
+        assert_eq!(loggable_path("/s/abcDEF123"), "/s/…");
+        assert_eq!(
+            loggable_path("/l/0b5c3f8e-2d1a-4c7e-9f3b-6a1d2e4f5a6b/tok-en_1/rate"),
+            "/l/0b5c3f8e-2d1a-4c7e-9f3b-6a1d2e4f5a6b/…/rate"
+        );
+        assert_eq!(loggable_path("/invitation/u1/secret"), "/invitation/u1/…");
+        assert_eq!(loggable_path("/password-reset/u1/secret"), "/password-reset/u1/…");
+        assert_eq!(loggable_path("/password-reset"), "/password-reset");
+        assert_eq!(loggable_path("/companies/42"), "/companies/42");
+    }
     use axum::http::{header, StatusCode};
     use axum::response::Response;
     use axum::routing::get;

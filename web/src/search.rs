@@ -42,6 +42,7 @@ fn kinds_for(me: &Principal) -> Vec<&'static str> {
         .iter()
         .copied()
         .filter(|kind| *kind != "credential" || me.may(Action::UseVault))
+        .filter(|kind| *kind != "work_order" || me.may(Action::ViewWorkOrders))
         .collect()
 }
 
@@ -51,6 +52,7 @@ fn label(kind: &str) -> &'static str {
         "contact" => "Contacts",
         "asset" => "Assets",
         "credential" => "Credentials",
+        "work_order" => "Work orders",
         _ => "People",
     }
 }
