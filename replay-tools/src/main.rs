@@ -120,6 +120,11 @@ enum Command {
         /// Also measure the command path's parts: raw load+insert, append without NOTIFY.
         #[arg(long)]
         breakdown: bool,
+        /// What the seeded log is made of: `companies` (company events only) or
+        /// `work-orders` (about half work-order events, half company events; also measures
+        /// the work_orders projection alone).
+        #[arg(long, value_enum, default_value_t = bench::Mix::Companies)]
+        mix: bench::Mix,
     },
     /// Measure the search box in a scratch database: seed many assets, rebuild `search`, time
     /// realistic queries against raw ceilings (target: under 50 ms each).
@@ -271,7 +276,8 @@ async fn dispatch(
             events,
             seconds,
             breakdown,
-        } => bench::bench(boot, events, seconds, breakdown).await,
+            mix,
+        } => bench::bench(boot, events, seconds, breakdown, mix).await,
         Command::BenchSearch {
             assets,
             companies,

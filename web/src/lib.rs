@@ -12,6 +12,7 @@ pub mod console;
 pub mod contacts;
 pub mod credentials;
 pub mod csv_io;
+pub mod documents;
 pub mod equipment;
 pub mod error;
 pub mod health;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(team::router())
         .merge(tokens::router())
         .merge(work_orders::router())
+        .merge(documents::router())
         .merge(work_order_pages::router())
         .merge(status_links::router())
         .merge(openapi::router())
