@@ -46,6 +46,16 @@ pub async fn claim(
     Ok(inserted == 1)
 }
 
+/// Deletes claims older than 30 days (the housekeeping task calls it).
+pub async fn purge(pool: &sqlx::PgPool) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM scheduler_ticks WHERE tick_at < now() - interval '30 days'")
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
 async fn finish(pool: &sqlx::PgPool, job: &str, tick_at: DateTime<Utc>, outcome: &str) {
     let done = sqlx::query(
         "UPDATE scheduler_ticks SET finished_at = now(), outcome = $3

@@ -97,8 +97,8 @@ pub async fn load_vault(
     Ok(vault)
 }
 
-/// Every 10 minutes: deletes ended sessions and stale sign-in throttle keys (neither is ever
-/// used once ended; this only keeps the tables small).
+/// Every 10 minutes: deletes ended sessions, stale sign-in throttle keys and scheduler claims
+/// older than 30 days (none is ever used again; this only keeps the tables small).
 async fn housekeeping(pool: sqlx::PgPool) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
@@ -110,6 +110,9 @@ async fn housekeeping(pool: sqlx::PgPool) {
         }
         if let Err(error) = commands::throttle::purge(&pool).await {
             tracing::warn!(%error, "could not purge the sign-in throttle");
+        }
+        if let Err(error) = crate::scheduler::purge(&pool).await {
+            tracing::warn!(%error, "could not delete old scheduler claims");
         }
     }
 }
