@@ -1,11 +1,21 @@
 //! The `work_orders` read model (issue 5): work orders for the board, the lists and the API;
 //! their time entries (billing, contract hours), running timers and status links.
 //!
-//! Each event is one statement. Events that touch a second table (time, timers, links) do it
-//! in a data-modifying CTE of the statement that moves the order's `version`, so every event
-//! costs one round trip and updates exactly one order row. `sla_state` and
-//! `sla_next_check_at` are generated columns (migration 0011): PostgreSQL derives them from
-//! the SLA columns this projection writes, so no event can leave them stale.
+//! A batch is folded in memory, like `companies` and `search` do it: the rows of the orders
+//! it touches (and of the time entries and links it removes or changes) are loaded with one
+//! statement per table, every event is applied to them in order, and the results are written
+//! back with a few set-based statements (`INSERT ... SELECT FROM unnest(...)`, `UPDATE ...
+//! FROM unnest(...)`, `DELETE ... USING unnest(...)`). A rebuild of 1,000,000 events must not
+//! cost one round trip per event. `sla_state` and `sla_next_check_at` are generated columns
+//! (migration 0011): PostgreSQL derives them from the SLA columns this projection writes, so
+//! no event can leave them stale, and they are never written here.
+//!
+//! What a statement per event used to check still fails the batch: an event for an order
+//! with no row (or of another tenant) fails at that event; an order opened twice, a time
+//! entry logged twice, a timer started twice or a reused link digest fails the batch's
+//! writes, and the runner narrows the failure down to its event.
+
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -15,7 +25,7 @@ use domain::workorder::{
     Billing, Origin, Priority, Sla, SlaAlert, SlaTarget, Status, TimeEntry, WorkOrder,
     WorkOrderEvent,
 };
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
@@ -66,46 +76,708 @@ fn money(mut value: Decimal) -> Decimal {
     value
 }
 
-type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
-
-/// The SLA columns, in the order `bind_sla` binds them.
-const SLA_COLUMNS: &str = "response_minutes, resolution_minutes, paused_minutes, \
-    sla_paused_since, response_due_at, resolution_due_at, response_warn_at, \
-    resolution_warn_at, response_warned, response_breached, resolution_warned, \
-    resolution_breached";
-
-/// Binds an SLA's 12 columns (`None`: no SLA, every column NULL or false).
-fn bind_sla(query: PgQuery<'_>, sla: Option<Sla>) -> PgQuery<'_> {
-    let raised = |target, alert| sla.as_ref().is_some_and(|s| s.was_raised(target, alert));
-    let flags = [
-        raised(SlaTarget::Response, SlaAlert::Warning),
-        raised(SlaTarget::Response, SlaAlert::Breach),
-        raised(SlaTarget::Resolution, SlaAlert::Warning),
-        raised(SlaTarget::Resolution, SlaAlert::Breach),
-    ];
-    let query = query
-        .bind(sla.as_ref().map(|s| minutes(s.response_minutes)))
-        .bind(sla.as_ref().map(|s| minutes(s.resolution_minutes)))
-        .bind(sla.as_ref().map_or(0, |s| minutes(s.paused_minutes)))
-        .bind(sla.as_ref().and_then(|s| s.paused_since))
-        .bind(sla.as_ref().map(|s| s.response_due_at))
-        .bind(sla.as_ref().map(|s| s.resolution_due_at))
-        .bind(sla.as_ref().map(|s| s.response_warn_at))
-        .bind(sla.as_ref().map(|s| s.resolution_warn_at));
-    flags.into_iter().fold(query, |q, flag| q.bind(flag))
+/// A value as a `numeric(14,2)` column stores it: rounded to two places, half away from zero
+/// (PostgreSQL's rounding). The order's sums are rounded after every step, as the column did
+/// when each event was one `UPDATE`.
+fn stored_money(value: Decimal) -> Decimal {
+    money(value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero))
 }
+
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 /// Minutes as an `integer` column holds them (targets are at most a year, entries a day).
 fn minutes(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
-/// `$first, $first+1, ... ` for `count` parameters.
-fn params(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Declares the rows of one table as one array per column, for `unnest`: `push` a row,
+/// `unnest(first)` gives `unnest($first::type[], ...) AS u(column, ...)`, `select()` the
+/// select list (`u.column`, or the given expression where a column travels as text), and
+/// `bind` binds the arrays in that order.
+macro_rules! column_arrays {
+    (
+        $name:ident from $row:ident: $row_type:ty {
+            $($column:ident: $type:ty = $get:expr => $pg:literal $(as $select:literal)?,)*
+        }
+    ) => {
+        #[derive(Default)]
+        struct $name {
+            $($column: Vec<$type>,)*
+        }
+
+        impl $name {
+            fn push(&mut self, $row: $row_type) {
+                $(self.$column.push($get);)*
+            }
+
+            fn len(&self) -> usize {
+                self.tenant_id.len()
+            }
+
+            fn columns() -> Vec<&'static str> {
+                vec![$(stringify!($column)),*]
+            }
+
+            fn unnest(first: usize) -> String {
+                let types: &[&str] = &[$($pg),*];
+                let arrays: Vec<String> = types
+                    .iter()
+                    .enumerate()
+                    .map(|(n, t)| format!("${}::{t}[]", first + n))
+                    .collect();
+                format!("unnest({}) AS u({})", arrays.join(", "), Self::columns().join(", "))
+            }
+
+            fn select() -> Vec<String> {
+                vec![$({
+                    #[allow(unused_mut, unused_assignments)]
+                    let mut select = concat!("u.", stringify!($column)).to_owned();
+                    $(select = $select.to_owned();)?
+                    select
+                }),*]
+            }
+
+            fn bind(self, query: PgQuery<'_>) -> PgQuery<'_> {
+                $(let query = query.bind(self.$column);)*
+                query
+            }
+        }
+    };
+}
+
+/// An order's row as this projection writes it: every column but the generated ones.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Order {
+    tenant_id: Uuid,
+    id: Uuid,
+    number: i64,
+    company_id: Uuid,
+    contact_id: Option<Uuid>,
+    title: String,
+    description: String,
+    work_type: String,
+    priority: String,
+    priority_rank: i16,
+    status: String,
+    origin: String,
+    assignee_id: Option<Uuid>,
+    asset_ids: Vec<Uuid>,
+    holds_assets: bool,
+    opened_at: DateTime<Utc>,
+    responded_at: Option<DateTime<Utc>>,
+    resolved_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+    response_minutes: Option<i32>,
+    resolution_minutes: Option<i32>,
+    paused_minutes: i32,
+    sla_paused_since: Option<DateTime<Utc>>,
+    response_due_at: Option<DateTime<Utc>>,
+    resolution_due_at: Option<DateTime<Utc>>,
+    response_warn_at: Option<DateTime<Utc>>,
+    resolution_warn_at: Option<DateTime<Utc>>,
+    response_warned: bool,
+    response_breached: bool,
+    resolution_warned: bool,
+    resolution_breached: bool,
+    comments: i32,
+    public_comments: i32,
+    attachments: serde_json::Value,
+    rating: Option<i16>,
+    rating_comment: String,
+    billable_minutes: i32,
+    contract_minutes: i32,
+    billable_amount: Decimal,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A `uuid[]` as PostgreSQL's text form (`{a,b}`): arrays of arrays must be rectangular, so
+/// each row's ids travel as one text.
+fn uuid_array_text(ids: &[Uuid]) -> String {
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    format!("{{{}}}", ids.join(","))
+}
+
+column_arrays! {
+    OrderColumns from row: Order {
+        tenant_id: Uuid = row.tenant_id => "uuid",
+        id: Uuid = row.id => "uuid",
+        number: i64 = row.number => "int8",
+        company_id: Uuid = row.company_id => "uuid",
+        contact_id: Option<Uuid> = row.contact_id => "uuid",
+        title: String = row.title => "text",
+        description: String = row.description => "text",
+        work_type: String = row.work_type => "text",
+        priority: String = row.priority => "text",
+        priority_rank: i16 = row.priority_rank => "int2",
+        status: String = row.status => "text",
+        origin: String = row.origin => "text",
+        assignee_id: Option<Uuid> = row.assignee_id => "uuid",
+        asset_ids: String = uuid_array_text(&row.asset_ids) => "text" as "u.asset_ids::uuid[]",
+        holds_assets: bool = row.holds_assets => "bool",
+        opened_at: DateTime<Utc> = row.opened_at => "timestamptz",
+        responded_at: Option<DateTime<Utc>> = row.responded_at => "timestamptz",
+        resolved_at: Option<DateTime<Utc>> = row.resolved_at => "timestamptz",
+        closed_at: Option<DateTime<Utc>> = row.closed_at => "timestamptz",
+        response_minutes: Option<i32> = row.response_minutes => "int4",
+        resolution_minutes: Option<i32> = row.resolution_minutes => "int4",
+        paused_minutes: i32 = row.paused_minutes => "int4",
+        sla_paused_since: Option<DateTime<Utc>> = row.sla_paused_since => "timestamptz",
+        response_due_at: Option<DateTime<Utc>> = row.response_due_at => "timestamptz",
+        resolution_due_at: Option<DateTime<Utc>> = row.resolution_due_at => "timestamptz",
+        response_warn_at: Option<DateTime<Utc>> = row.response_warn_at => "timestamptz",
+        resolution_warn_at: Option<DateTime<Utc>> = row.resolution_warn_at => "timestamptz",
+        response_warned: bool = row.response_warned => "bool",
+        response_breached: bool = row.response_breached => "bool",
+        resolution_warned: bool = row.resolution_warned => "bool",
+        resolution_breached: bool = row.resolution_breached => "bool",
+        comments: i32 = row.comments => "int4",
+        public_comments: i32 = row.public_comments => "int4",
+        attachments: String = row.attachments.to_string() => "text" as "u.attachments::jsonb",
+        rating: Option<i16> = row.rating => "int2",
+        rating_comment: String = row.rating_comment => "text",
+        billable_minutes: i32 = row.billable_minutes => "int4",
+        contract_minutes: i32 = row.contract_minutes => "int4",
+        billable_amount: Decimal = row.billable_amount => "numeric",
+        version: i64 = row.version => "int8",
+        created_at: DateTime<Utc> = row.created_at => "timestamptz",
+        updated_at: DateTime<Utc> = row.updated_at => "timestamptz",
+    }
+}
+
+/// A time entry's row. `invoice_id` stays NULL until issue 7's invoices bill the entry.
+#[derive(Debug, Clone)]
+struct Entry {
+    tenant_id: Uuid,
+    id: Uuid,
+    work_order_id: Uuid,
+    company_id: Uuid,
+    technician_id: Uuid,
+    work_date: NaiveDate,
+    minutes: i32,
+    note: String,
+    billing: &'static str,
+    after_hours: bool,
+    rate: Decimal,
+    amount: Decimal,
+    cost_rate: Decimal,
+    cost: Decimal,
+    started_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+column_arrays! {
+    EntryColumns from row: Entry {
+        tenant_id: Uuid = row.tenant_id => "uuid",
+        id: Uuid = row.id => "uuid",
+        work_order_id: Uuid = row.work_order_id => "uuid",
+        company_id: Uuid = row.company_id => "uuid",
+        technician_id: Uuid = row.technician_id => "uuid",
+        work_date: NaiveDate = row.work_date => "date",
+        minutes: i32 = row.minutes => "int4",
+        note: String = row.note => "text",
+        billing: &'static str = row.billing => "text",
+        after_hours: bool = row.after_hours => "bool",
+        rate: Decimal = row.rate => "numeric",
+        amount: Decimal = row.amount => "numeric",
+        cost_rate: Decimal = row.cost_rate => "numeric",
+        cost: Decimal = row.cost => "numeric",
+        started_at: Option<DateTime<Utc>> = row.started_at => "timestamptz",
+        ended_at: Option<DateTime<Utc>> = row.ended_at => "timestamptz",
+        created_at: DateTime<Utc> = row.created_at => "timestamptz",
+    }
+}
+
+column_arrays! {
+    LinkColumns from row: LinkRow {
+        tenant_id: Uuid = row.tenant_id => "uuid",
+        id: Uuid = row.id => "uuid",
+        work_order_id: Uuid = row.work_order_id => "uuid",
+        kind: String = row.kind => "text",
+        token_digest: String = row.token_digest => "text",
+        user_id: Option<Uuid> = row.user_id => "uuid",
+        expires_at: DateTime<Utc> = row.expires_at => "timestamptz",
+        max_uses: i32 = row.max_uses => "int4",
+        uses: i32 = row.uses => "int4",
+        revoked: bool = row.revoked => "bool",
+        created_at: DateTime<Utc> = row.created_at => "timestamptz",
+    }
+}
+
+/// What a time entry removed in a batch takes off its order's sums (as stored).
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct StoredEntry {
+    tenant_id: Uuid,
+    id: Uuid,
+    work_order_id: Uuid,
+    billing: String,
+    minutes: i32,
+    amount: Decimal,
+}
+
+/// A timer touched by a batch.
+#[derive(Debug, Default)]
+struct TimerChange {
+    /// The batch stops it before starting it (its row, if any, is deleted first).
+    stopped_first: bool,
+    /// Running at the end of the batch, since then.
+    started_at: Option<DateTime<Utc>>,
+}
+
+/// A status link touched by a batch.
+struct LinkChange {
+    row: LinkRow,
+    /// Issued in this batch (inserted), else changed (updated).
+    issued: bool,
+}
+
+type Key = (Uuid, Uuid);
+
+impl Order {
+    fn opened(
+        tenant_id: Uuid,
+        id: Uuid,
+        event: &StoredEvent,
+        number: u64,
+        company_id: Uuid,
+        details: domain::workorder::WorkOrderDetails,
+        priority: Priority,
+        origin: Origin,
+        holds_assets: bool,
+        opened_at: DateTime<Utc>,
+        sla: Option<Sla>,
+    ) -> Self {
+        let mut order = Self {
+            tenant_id,
+            id,
+            number: number as i64,
+            company_id,
+            contact_id: details.contact_id,
+            title: details.title,
+            description: details.description,
+            work_type: details.work_type,
+            priority: priority.as_str().to_owned(),
+            priority_rank: priority_rank(priority),
+            status: Status::New.as_str().to_owned(),
+            origin: match origin {
+                Origin::Staff => "staff",
+                Origin::Customer => "customer",
+            }
+            .to_owned(),
+            assignee_id: None,
+            asset_ids: details.asset_ids,
+            holds_assets,
+            opened_at,
+            responded_at: None,
+            resolved_at: None,
+            closed_at: None,
+            response_minutes: None,
+            resolution_minutes: None,
+            paused_minutes: 0,
+            sla_paused_since: None,
+            response_due_at: None,
+            resolution_due_at: None,
+            response_warn_at: None,
+            resolution_warn_at: None,
+            response_warned: false,
+            response_breached: false,
+            resolution_warned: false,
+            resolution_breached: false,
+            comments: 0,
+            public_comments: 0,
+            attachments: serde_json::Value::Array(Vec::new()),
+            rating: None,
+            rating_comment: String::new(),
+            billable_minutes: 0,
+            contract_minutes: 0,
+            billable_amount: Decimal::ZERO,
+            version: event.sequence,
+            created_at: event.recorded_at,
+            updated_at: event.recorded_at,
+        };
+        order.set_sla(sla.as_ref());
+        order
+    }
+
+    /// Every SLA column (`None`: no SLA, every column NULL or false).
+    fn set_sla(&mut self, sla: Option<&Sla>) {
+        let raised = |target, alert| sla.is_some_and(|s| s.was_raised(target, alert));
+        self.response_warned = raised(SlaTarget::Response, SlaAlert::Warning);
+        self.response_breached = raised(SlaTarget::Response, SlaAlert::Breach);
+        self.resolution_warned = raised(SlaTarget::Resolution, SlaAlert::Warning);
+        self.resolution_breached = raised(SlaTarget::Resolution, SlaAlert::Breach);
+        self.response_minutes = sla.map(|s| minutes(s.response_minutes));
+        self.resolution_minutes = sla.map(|s| minutes(s.resolution_minutes));
+        self.paused_minutes = sla.map_or(0, |s| minutes(s.paused_minutes));
+        self.sla_paused_since = sla.and_then(|s| s.paused_since);
+        self.response_due_at = sla.map(|s| s.response_due_at);
+        self.resolution_due_at = sla.map(|s| s.resolution_due_at);
+        self.response_warn_at = sla.map(|s| s.response_warn_at);
+        self.resolution_warn_at = sla.map(|s| s.resolution_warn_at);
+    }
+
+    /// Adds (`sign` 1) or takes off (`sign` -1) an entry's minutes and amount.
+    fn count_entry(
+        &mut self,
+        billing: &str,
+        entry_minutes: i32,
+        amount: Decimal,
+        sign: i32,
+    ) -> Result<(), String> {
+        let sum = |total: i32| {
+            entry_minutes
+                .checked_mul(sign)
+                .and_then(|m| total.checked_add(m))
+                .ok_or_else(|| format!("work order {}: minutes out of range", self.id))
+        };
+        if billing == Billing::Billable.as_str() {
+            self.billable_minutes = sum(self.billable_minutes)?;
+            self.billable_amount =
+                stored_money(self.billable_amount + amount * Decimal::from(sign));
+        } else if billing == Billing::Contract.as_str() {
+            self.contract_minutes = sum(self.contract_minutes)?;
+        }
+        Ok(())
+    }
+}
+
+/// A batch folded in memory: the rows it ends with, and what to delete.
+#[derive(Default)]
+struct Fold {
+    orders: HashMap<Key, Order>,
+    /// Orders whose row existed before the batch (updated; the others are inserted).
+    stored_orders: HashSet<Key>,
+    /// Time entries logged in this batch, in order (`None`: removed again).
+    entries: HashMap<Key, Option<Entry>>,
+    entry_order: Vec<Key>,
+    /// Entries stored before the batch that it removes (loaded: their sums come off).
+    stored_entries: HashMap<Key, StoredEntry>,
+    deleted_entries: Vec<Key>,
+    timers: HashMap<(Uuid, Uuid, Uuid), TimerChange>,
+    links: HashMap<Key, LinkChange>,
+}
+
+impl Fold {
+    fn stop_timer(&mut self, tenant_id: Uuid, order: Uuid, technician_id: Uuid) {
+        let timer = self
+            .timers
+            .entry((tenant_id, order, technician_id))
+            .or_insert_with(|| TimerChange {
+                stopped_first: true,
+                started_at: None,
+            });
+        timer.started_at = None;
+    }
+
+    /// Applies one event to the folded rows.
+    fn apply(
+        &mut self,
+        tenant_id: Uuid,
+        id: Uuid,
+        event: &StoredEvent,
+        payload: WorkOrderEvent,
+    ) -> Result<(), String> {
+        let key = (tenant_id, id);
+        let payload = match payload {
+            WorkOrderEvent::WorkOrderOpened {
+                number,
+                company_id,
+                details,
+                priority,
+                origin,
+                holds_assets,
+                opened_at,
+                sla,
+            } => {
+                if self.orders.contains_key(&key) {
+                    return Err(format!("work order {id} opened twice"));
+                }
+                let order = Order::opened(
+                    tenant_id,
+                    id,
+                    event,
+                    number,
+                    company_id,
+                    details,
+                    priority,
+                    origin,
+                    holds_assets,
+                    opened_at,
+                    sla,
+                );
+                self.orders.insert(key, order);
+                return Ok(());
+            }
+            other => other,
+        };
+        let Some(order) = self.orders.get_mut(&key) else {
+            return Err(format!(
+                "{} for work order {id}, which has no row",
+                event.event_type
+            ));
+        };
+        order.version = event.sequence;
+        order.updated_at = event.recorded_at;
+        match payload {
+            WorkOrderEvent::WorkOrderOpened { .. } => unreachable!("handled above"),
+            WorkOrderEvent::WorkOrderChanged { details } => {
+                order.contact_id = details.contact_id;
+                order.title = details.title;
+                order.description = details.description;
+                order.work_type = details.work_type;
+                order.asset_ids = details.asset_ids;
+            }
+            WorkOrderEvent::WorkOrderPriorityChanged { priority, sla, .. } => {
+                order.priority = priority.as_str().to_owned();
+                order.priority_rank = priority_rank(priority);
+                // No policy for the new priority: the order keeps the SLA it has.
+                if let Some(sla) = sla {
+                    order.set_sla(Some(&sla));
+                }
+            }
+            WorkOrderEvent::WorkOrderAssigned { assignee_id, .. } => {
+                order.assignee_id = assignee_id;
+            }
+            WorkOrderEvent::WorkOrderStatusChanged { status, at, .. } => {
+                let reopened = status == Status::Reopened;
+                if matches!(status, Status::Resolved | Status::NoFix) {
+                    order.resolved_at = Some(at);
+                } else if reopened {
+                    order.resolved_at = None;
+                }
+                if status.is_final() {
+                    order.closed_at = Some(at);
+                } else if reopened {
+                    order.closed_at = None;
+                }
+                order.status = status.as_str().to_owned();
+            }
+            WorkOrderEvent::WorkOrderSlaPaused { at } => {
+                order.sla_paused_since = order.response_minutes.map(|_| at);
+            }
+            WorkOrderEvent::WorkOrderSlaResumed {
+                paused_minutes,
+                response_due_at,
+                resolution_due_at,
+                response_warn_at,
+                resolution_warn_at,
+                ..
+            } => {
+                // Only an order with an SLA pauses and resumes.
+                order.sla_paused_since = None;
+                order.paused_minutes = minutes(paused_minutes);
+                order.response_due_at = Some(response_due_at);
+                order.resolution_due_at = Some(resolution_due_at);
+                order.response_warn_at = Some(response_warn_at);
+                order.resolution_warn_at = Some(resolution_warn_at);
+            }
+            WorkOrderEvent::WorkOrderResponded { at } => order.responded_at = Some(at),
+            WorkOrderEvent::WorkOrderCommented { comment } => {
+                order.comments = order
+                    .comments
+                    .checked_add(1)
+                    .ok_or("comments out of range")?;
+                order.public_comments = order
+                    .public_comments
+                    .checked_add(i32::from(comment.public))
+                    .ok_or("comments out of range")?;
+            }
+            WorkOrderEvent::WorkOrderAttachmentAdded { document } => {
+                let document = serde_json::to_value(document).map_err(|e| e.to_string())?;
+                match &mut order.attachments {
+                    serde_json::Value::Array(documents) => documents.push(document),
+                    other => {
+                        return Err(format!("work order {id}: attachments are {other}"));
+                    }
+                }
+            }
+            WorkOrderEvent::TimerStarted { technician_id, at } => {
+                let timer = self
+                    .timers
+                    .entry((tenant_id, id, technician_id))
+                    .or_default();
+                if timer.started_at.is_some() {
+                    return Err(format!(
+                        "work order {id}: timer of {technician_id} started twice"
+                    ));
+                }
+                timer.started_at = Some(at);
+            }
+            WorkOrderEvent::TimerCancelled { technician_id } => {
+                self.stop_timer(tenant_id, id, technician_id);
+            }
+            WorkOrderEvent::TimeLogged { entry } => {
+                let entry_key = (tenant_id, entry.entry_id);
+                if matches!(self.entries.get(&entry_key), Some(Some(_))) {
+                    return Err(format!("time entry {} logged twice", entry.entry_id));
+                }
+                let row = entry_row(tenant_id, id, order.company_id, event, entry);
+                order.count_entry(row.billing, row.minutes, row.amount, 1)?;
+                if row.started_at.is_some() {
+                    self.stop_timer(tenant_id, id, row.technician_id);
+                }
+                if self.entries.insert(entry_key, Some(row)).is_none() {
+                    self.entry_order.push(entry_key);
+                }
+            }
+            WorkOrderEvent::TimeEntryRemoved { entry_id } => {
+                let entry_key = (tenant_id, entry_id);
+                match self.entries.get_mut(&entry_key) {
+                    Some(slot) => {
+                        if let Some(row) = slot.take_if(|row| row.work_order_id == id) {
+                            // Taken off as the table stored it.
+                            let amount = stored_money(row.amount);
+                            order.count_entry(row.billing, row.minutes, amount, -1)?;
+                        }
+                    }
+                    None => {
+                        if let Some(stored) = self
+                            .stored_entries
+                            .remove(&entry_key)
+                            .filter(|stored| stored.work_order_id == id)
+                        {
+                            order.count_entry(
+                                &stored.billing,
+                                stored.minutes,
+                                stored.amount,
+                                -1,
+                            )?;
+                            self.deleted_entries.push(entry_key);
+                        }
+                    }
+                }
+            }
+            WorkOrderEvent::SlaWarningRaised { target, .. } => match target {
+                SlaTarget::Response => order.response_warned = true,
+                SlaTarget::Resolution => order.resolution_warned = true,
+            },
+            WorkOrderEvent::SlaBreached { target, .. } => match target {
+                SlaTarget::Response => order.response_breached = true,
+                SlaTarget::Resolution => order.resolution_breached = true,
+            },
+            WorkOrderEvent::StatusLinkIssued {
+                link_id,
+                kind,
+                token_digest,
+                user_id,
+                expires_at,
+                max_uses,
+            } => {
+                if self.links.contains_key(&(tenant_id, link_id)) {
+                    return Err(format!("status link {link_id} issued twice"));
+                }
+                let row = LinkRow {
+                    tenant_id,
+                    id: link_id,
+                    work_order_id: id,
+                    kind: kind.as_str().to_owned(),
+                    token_digest,
+                    user_id,
+                    expires_at,
+                    max_uses: i32::try_from(max_uses).unwrap_or(i32::MAX),
+                    uses: 0,
+                    revoked: false,
+                    created_at: event.recorded_at,
+                };
+                self.links
+                    .insert((tenant_id, link_id), LinkChange { row, issued: true });
+            }
+            WorkOrderEvent::StatusLinkRevoked { link_id } => {
+                if let Some(link) = self.link(tenant_id, id, link_id) {
+                    link.revoked = true;
+                }
+            }
+            WorkOrderEvent::StatusLinkUsed { link_id, used } => {
+                if let Some(link) = self.link(tenant_id, id, link_id) {
+                    link.uses = i32::try_from(used).unwrap_or(i32::MAX);
+                }
+            }
+            WorkOrderEvent::WorkOrderRated {
+                rating, comment, ..
+            } => {
+                order.rating = Some(i16::from(rating));
+                order.rating_comment = comment;
+            }
+        }
+        Ok(())
+    }
+
+    /// A link of this order (issued in the batch or loaded), if there is one.
+    fn link(&mut self, tenant_id: Uuid, order: Uuid, link_id: Uuid) -> Option<&mut LinkRow> {
+        self.links
+            .get_mut(&(tenant_id, link_id))
+            .map(|link| &mut link.row)
+            .filter(|row| row.work_order_id == order)
+    }
+}
+
+fn entry_row(
+    tenant_id: Uuid,
+    work_order_id: Uuid,
+    company_id: Uuid,
+    event: &StoredEvent,
+    entry: TimeEntry,
+) -> Entry {
+    Entry {
+        tenant_id,
+        id: entry.entry_id,
+        work_order_id,
+        company_id,
+        technician_id: entry.technician_id,
+        work_date: entry.work_date,
+        minutes: minutes(entry.minutes),
+        note: entry.note,
+        billing: entry.billing.as_str(),
+        after_hours: entry.after_hours,
+        rate: entry.rate.value(),
+        amount: entry.amount,
+        cost_rate: entry.cost_rate.value(),
+        cost: entry.cost,
+        started_at: entry.started_at,
+        ended_at: entry.ended_at,
+        created_at: event.recorded_at,
+    }
+}
+
+/// `(tenant_id, id)` pairs as two arrays, for `unnest($1::uuid[], $2::uuid[])`.
+fn key_arrays(keys: impl IntoIterator<Item = Key>) -> (Vec<Uuid>, Vec<Uuid>) {
+    keys.into_iter().unzip()
+}
+
+/// Rows of `table` whose `(tenant_id, id)` is among `keys`, with `columns`.
+async fn load<T>(
+    conn: &mut PgConnection,
+    table: &str,
+    columns: &str,
+    keys: Vec<Key>,
+) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (tenants, ids) = key_arrays(keys);
+    sqlx::query_as(&format!(
+        "SELECT {columns} FROM {table} t
+           JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
+             ON t.tenant_id = k.tenant_id AND t.id = k.id"
+    ))
+    .bind(tenants)
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// `INSERT INTO table (columns) SELECT ... FROM unnest(...)`.
+fn insert_sql(table: &str, columns: &[&str], select: &[String], unnest: &str) -> String {
+    format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM {unnest}",
+        columns.join(", "),
+        select.join(", ")
+    )
 }
 
 #[async_trait]
@@ -135,6 +807,15 @@ impl Projection for WorkOrdersProjection {
     ) -> Result<(), ApplyError> {
         let (orders, entries, timers, links) =
             (tables.get(0), tables.get(1), tables.get(2), tables.get(3));
+
+        // Decode the batch's events, and find what must be read first: orders whose opening
+        // is not in the batch, entries removed and links changed that it did not add.
+        let mut mine = Vec::new();
+        let mut opened = HashSet::new();
+        let mut logged = HashSet::new();
+        let mut issued = HashSet::new();
+        let (mut load_orders, mut load_entries, mut load_links) =
+            (Vec::new(), Vec::new(), Vec::new());
         for (index, event) in events.iter().enumerate() {
             if event.aggregate_type != "work_order" {
                 continue;
@@ -143,337 +824,243 @@ impl Projection for WorkOrdersProjection {
             let id = Uuid::parse_str(&event.aggregate_id)
                 .map_err(|_| at(format!("work order id {:?}", event.aggregate_id)))?;
             let tenant_id = event.meta.as_ref().map_err(|e| at(e.clone()))?.tenant_id;
-            // Every statement but the opening's is an UPDATE of the order row ($1 tenant, $2
-            // id, $3 version, $4 recorded at), preceded by `with` (CTEs on the other tables)
-            // and setting `set` as well.
-            let touch = |with: &str, set: &str| {
-                format!(
-                    "{with} UPDATE {orders} SET {set}version = $3, updated_at = $4
-                      WHERE tenant_id = $1 AND id = $2"
-                )
-            };
-            let keyed = |sql| {
-                sqlx::query(sql)
-                    .bind(tenant_id)
-                    .bind(id)
-                    .bind(event.sequence)
-                    .bind(event.recorded_at)
-            };
-            let sql;
-            let query = match decode(event).map_err(at)? {
-                WorkOrderEvent::WorkOrderOpened {
-                    number,
-                    company_id,
-                    details,
-                    priority,
-                    origin,
-                    holds_assets,
-                    opened_at,
-                    sla,
-                } => {
-                    sql = format!(
-                        "INSERT INTO {orders} (tenant_id, id, version, created_at, updated_at,
-                            number, company_id, contact_id, title, description, work_type,
-                            asset_ids, priority, priority_rank, status, origin, holds_assets,
-                            opened_at, {SLA_COLUMNS})
-                         VALUES ($1, $2, $3, $4, $4, {})",
-                        params(5, 13 + 12)
-                    );
-                    let origin = match origin {
-                        Origin::Staff => "staff",
-                        Origin::Customer => "customer",
-                    };
-                    let query = keyed(&sql)
-                        .bind(number as i64)
-                        .bind(company_id)
-                        .bind(details.contact_id)
-                        .bind(details.title)
-                        .bind(details.description)
-                        .bind(details.work_type)
-                        .bind(details.asset_ids)
-                        .bind(priority.as_str())
-                        .bind(priority_rank(priority))
-                        .bind(Status::New.as_str())
-                        .bind(origin)
-                        .bind(holds_assets)
-                        .bind(opened_at);
-                    bind_sla(query, sla)
+            let payload = decode(event).map_err(at)?;
+            let key = (tenant_id, id);
+            match &payload {
+                WorkOrderEvent::WorkOrderOpened { .. } => {
+                    opened.insert(key);
                 }
-                WorkOrderEvent::WorkOrderChanged { details } => {
-                    sql = touch(
-                        "",
-                        "contact_id = $5, title = $6, description = $7, work_type = $8,
-                         asset_ids = $9, ",
-                    );
-                    keyed(&sql)
-                        .bind(details.contact_id)
-                        .bind(details.title)
-                        .bind(details.description)
-                        .bind(details.work_type)
-                        .bind(details.asset_ids)
-                }
-                WorkOrderEvent::WorkOrderPriorityChanged { priority, sla, .. } => match sla {
-                    Some(sla) => {
-                        sql = touch(
-                            "",
-                            &format!(
-                                "priority = $5, priority_rank = $6, ({SLA_COLUMNS}) = ({}), ",
-                                params(7, 12)
-                            ),
-                        );
-                        let query = keyed(&sql)
-                            .bind(priority.as_str())
-                            .bind(priority_rank(priority));
-                        bind_sla(query, Some(sla))
-                    }
-                    // No policy for the new priority: the order keeps the SLA it has.
-                    None => {
-                        sql = touch("", "priority = $5, priority_rank = $6, ");
-                        keyed(&sql)
-                            .bind(priority.as_str())
-                            .bind(priority_rank(priority))
-                    }
-                },
-                WorkOrderEvent::WorkOrderAssigned { assignee_id, .. } => {
-                    sql = touch("", "assignee_id = $5, ");
-                    keyed(&sql).bind(assignee_id)
-                }
-                WorkOrderEvent::WorkOrderStatusChanged { status, at, .. } => {
-                    sql = touch(
-                        "",
-                        "status = $5,
-                         resolved_at = CASE WHEN $6 THEN $8 WHEN $5 = 'reopened' THEN NULL
-                                            ELSE resolved_at END,
-                         closed_at = CASE WHEN $7 THEN $8 WHEN $5 = 'reopened' THEN NULL
-                                          ELSE closed_at END, ",
-                    );
-                    keyed(&sql)
-                        .bind(status.as_str())
-                        .bind(matches!(status, Status::Resolved | Status::NoFix))
-                        .bind(status.is_final())
-                        .bind(at)
-                }
-                WorkOrderEvent::WorkOrderSlaPaused { at } => {
-                    sql = touch(
-                        "",
-                        "sla_paused_since = CASE WHEN response_minutes IS NULL THEN NULL
-                                                 ELSE $5 END, ",
-                    );
-                    keyed(&sql).bind(at)
-                }
-                WorkOrderEvent::WorkOrderSlaResumed {
-                    paused_minutes,
-                    response_due_at,
-                    resolution_due_at,
-                    response_warn_at,
-                    resolution_warn_at,
-                    ..
-                } => {
-                    // Only an order with an SLA pauses and resumes.
-                    sql = touch(
-                        "",
-                        "sla_paused_since = NULL, paused_minutes = $5, response_due_at = $6,
-                         resolution_due_at = $7, response_warn_at = $8,
-                         resolution_warn_at = $9, ",
-                    );
-                    keyed(&sql)
-                        .bind(minutes(paused_minutes))
-                        .bind(response_due_at)
-                        .bind(resolution_due_at)
-                        .bind(response_warn_at)
-                        .bind(resolution_warn_at)
-                }
-                WorkOrderEvent::WorkOrderResponded { at } => {
-                    sql = touch("", "responded_at = $5, ");
-                    keyed(&sql).bind(at)
-                }
-                WorkOrderEvent::WorkOrderCommented { comment } => {
-                    sql = touch(
-                        "",
-                        "comments = comments + 1, public_comments = public_comments + $5, ",
-                    );
-                    keyed(&sql).bind(i32::from(comment.public))
-                }
-                WorkOrderEvent::WorkOrderAttachmentAdded { document } => {
-                    let document =
-                        serde_json::to_value([document]).map_err(|e| at(e.to_string()))?;
-                    sql = touch("", "attachments = attachments || $5, ");
-                    keyed(&sql).bind(document)
-                }
-                WorkOrderEvent::TimerStarted { technician_id, at } => {
-                    sql = touch(
-                        &format!(
-                            "WITH timer AS (INSERT INTO {timers}
-                                (tenant_id, work_order_id, technician_id, started_at)
-                                VALUES ($1, $2, $5, $6))"
-                        ),
-                        "",
-                    );
-                    keyed(&sql).bind(technician_id).bind(at)
-                }
-                WorkOrderEvent::TimerCancelled { technician_id } => {
-                    sql = touch(
-                        &format!(
-                            "WITH timer AS (DELETE FROM {timers}
-                                WHERE tenant_id = $1 AND work_order_id = $2
-                                  AND technician_id = $5)"
-                        ),
-                        "",
-                    );
-                    keyed(&sql).bind(technician_id)
-                }
-                WorkOrderEvent::TimeLogged { entry } => {
-                    sql = touch(
-                        &format!(
-                            "WITH entry AS (INSERT INTO {entries} (tenant_id, id,
-                                work_order_id, company_id, created_at, {ENTRY_COLUMNS})
-                                SELECT $1, $5, $2, o.company_id, $4, {}
-                                  FROM {orders} o WHERE o.tenant_id = $1 AND o.id = $2),
-                             timer AS (DELETE FROM {timers}
-                                WHERE $18 AND tenant_id = $1 AND work_order_id = $2
-                                  AND technician_id = $6)",
-                            params(6, 12)
-                        ),
-                        "billable_minutes = billable_minutes + $19,
-                         contract_minutes = contract_minutes + $20,
-                         billable_amount = billable_amount + $21, ",
-                    );
-                    let (billable, contract, amount) = match entry.billing {
-                        Billing::Billable => (minutes(entry.minutes), 0, entry.amount),
-                        Billing::Contract => (0, minutes(entry.minutes), Decimal::ZERO),
-                    };
-                    let stops_timer = entry.started_at.is_some();
-                    bind_entry(keyed(&sql).bind(entry.entry_id), entry)
-                        .bind(stops_timer)
-                        .bind(billable)
-                        .bind(contract)
-                        .bind(amount)
-                }
-                WorkOrderEvent::TimeEntryRemoved { entry_id } => {
-                    sql = touch(
-                        &format!(
-                            "WITH entry AS (DELETE FROM {entries}
-                                WHERE tenant_id = $1 AND id = $5 AND work_order_id = $2
-                                RETURNING billing, minutes, amount)"
-                        ),
-                        "billable_minutes = billable_minutes - coalesce((SELECT sum(minutes)
-                            FROM entry WHERE billing = 'billable'), 0),
-                         contract_minutes = contract_minutes - coalesce((SELECT sum(minutes)
-                            FROM entry WHERE billing = 'contract'), 0),
-                         billable_amount = billable_amount - coalesce((SELECT sum(amount)
-                            FROM entry WHERE billing = 'billable'), 0), ",
-                    );
-                    keyed(&sql).bind(entry_id)
-                }
-                WorkOrderEvent::SlaWarningRaised { target, .. } => {
-                    sql = touch(
-                        "",
-                        match target {
-                            SlaTarget::Response => "response_warned = true, ",
-                            SlaTarget::Resolution => "resolution_warned = true, ",
-                        },
-                    );
-                    keyed(&sql)
-                }
-                WorkOrderEvent::SlaBreached { target, .. } => {
-                    sql = touch(
-                        "",
-                        match target {
-                            SlaTarget::Response => "response_breached = true, ",
-                            SlaTarget::Resolution => "resolution_breached = true, ",
-                        },
-                    );
-                    keyed(&sql)
-                }
-                WorkOrderEvent::StatusLinkIssued {
-                    link_id,
-                    kind,
-                    token_digest,
-                    user_id,
-                    expires_at,
-                    max_uses,
-                } => {
-                    sql = touch(
-                        &format!(
-                            "WITH link AS (INSERT INTO {links} (tenant_id, id, work_order_id,
-                                kind, token_digest, user_id, expires_at, max_uses, created_at)
-                                VALUES ($1, $5, $2, $6, $7, $8, $9, $10, $4))"
-                        ),
-                        "",
-                    );
-                    keyed(&sql)
-                        .bind(link_id)
-                        .bind(kind.as_str())
-                        .bind(token_digest)
-                        .bind(user_id)
-                        .bind(expires_at)
-                        .bind(i32::try_from(max_uses).unwrap_or(i32::MAX))
-                }
-                WorkOrderEvent::StatusLinkRevoked { link_id } => {
-                    sql = touch(
-                        &format!(
-                            "WITH link AS (UPDATE {links} SET revoked = true
-                                WHERE tenant_id = $1 AND id = $5 AND work_order_id = $2)"
-                        ),
-                        "",
-                    );
-                    keyed(&sql).bind(link_id)
-                }
-                WorkOrderEvent::StatusLinkUsed { link_id, used } => {
-                    sql = touch(
-                        &format!(
-                            "WITH link AS (UPDATE {links} SET uses = $6
-                                WHERE tenant_id = $1 AND id = $5 AND work_order_id = $2)"
-                        ),
-                        "",
-                    );
-                    keyed(&sql)
-                        .bind(link_id)
-                        .bind(i32::try_from(used).unwrap_or(i32::MAX))
-                }
-                WorkOrderEvent::WorkOrderRated {
-                    rating, comment, ..
-                } => {
-                    sql = touch("", "rating = $5, rating_comment = $6, ");
-                    keyed(&sql).bind(i16::from(rating)).bind(comment)
-                }
-            };
-            let done = query
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| at(e.to_string()))?;
-            if done.rows_affected() != 1 {
-                return Err(at(format!(
-                    "{} for work order {id}, which has no row",
-                    event.event_type
-                )));
+                _ if !opened.contains(&key) => load_orders.push(key),
+                _ => {}
             }
+            match &payload {
+                WorkOrderEvent::TimeLogged { entry } => {
+                    logged.insert((tenant_id, entry.entry_id));
+                }
+                WorkOrderEvent::TimeEntryRemoved { entry_id }
+                    if !logged.contains(&(tenant_id, *entry_id)) =>
+                {
+                    load_entries.push((tenant_id, *entry_id));
+                }
+                WorkOrderEvent::StatusLinkIssued { link_id, .. } => {
+                    issued.insert((tenant_id, *link_id));
+                }
+                WorkOrderEvent::StatusLinkRevoked { link_id }
+                | WorkOrderEvent::StatusLinkUsed { link_id, .. }
+                    if !issued.contains(&(tenant_id, *link_id)) =>
+                {
+                    load_links.push((tenant_id, *link_id));
+                }
+                _ => {}
+            }
+            mine.push((index, event, key, payload));
         }
+        if mine.is_empty() {
+            return Ok(());
+        }
+        for keys in [&mut load_orders, &mut load_entries, &mut load_links] {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+
+        let mut fold = Fold::default();
+        let order_columns: Vec<String> = OrderColumns::columns()
+            .into_iter()
+            .map(|column| format!("t.{column}"))
+            .collect();
+        let order_columns = order_columns.join(", ");
+        let loaded: Vec<Order> = load(&mut *conn, orders, &order_columns, load_orders).await?;
+        for order in loaded {
+            let key = (order.tenant_id, order.id);
+            fold.stored_orders.insert(key);
+            fold.orders.insert(key, order);
+        }
+        let stored: Vec<StoredEntry> = load(
+            &mut *conn,
+            entries,
+            "t.tenant_id, t.id, t.work_order_id, t.billing, t.minutes, t.amount",
+            load_entries,
+        )
+        .await?;
+        fold.stored_entries = stored
+            .into_iter()
+            .map(|e| ((e.tenant_id, e.id), e))
+            .collect();
+        let stored: Vec<LinkRow> = load(&mut *conn, links, "t.*", load_links).await?;
+        for row in stored {
+            let key = (row.tenant_id, row.id);
+            fold.links.insert(key, LinkChange { row, issued: false });
+        }
+
+        for (index, event, (tenant_id, id), payload) in mine {
+            fold.apply(tenant_id, id, event, payload)
+                .map_err(|e| ApplyError::at(index, e))?;
+        }
+        fold.write(conn, orders, entries, timers, links).await?;
         Ok(())
     }
 }
 
-/// The columns of a time entry that `bind_entry` binds (12 of them). `invoice_id` stays NULL
-/// until issue 7's invoices bill the entry.
-const ENTRY_COLUMNS: &str = "technician_id, work_date, minutes, note, billing, after_hours, \
-    rate, amount, cost_rate, cost, started_at, ended_at";
+impl Fold {
+    /// Writes the folded rows: per table, one statement for each of insert, update, delete
+    /// that has rows.
+    async fn write(
+        self,
+        conn: &mut PgConnection,
+        orders: &str,
+        entries: &str,
+        timers: &str,
+        links: &str,
+    ) -> Result<(), sqlx::Error> {
+        // Orders: opened in the batch are inserted (a second opening fails on the key),
+        // the others updated.
+        let (mut inserted, mut updated) = (OrderColumns::default(), OrderColumns::default());
+        for (key, order) in self.orders {
+            if self.stored_orders.contains(&key) {
+                updated.push(order);
+            } else {
+                inserted.push(order);
+            }
+        }
+        if inserted.len() > 0 {
+            let sql = insert_sql(
+                orders,
+                &OrderColumns::columns(),
+                &OrderColumns::select(),
+                &OrderColumns::unnest(1),
+            );
+            inserted.bind(sqlx::query(&sql)).execute(&mut *conn).await?;
+        }
+        if updated.len() > 0 {
+            let set: Vec<String> = OrderColumns::columns()
+                .into_iter()
+                .zip(OrderColumns::select())
+                .filter(|(column, _)| !matches!(*column, "tenant_id" | "id"))
+                .map(|(column, select)| format!("{column} = {select}"))
+                .collect();
+            let sql = format!(
+                "UPDATE {orders} o SET {} FROM {} WHERE o.tenant_id = u.tenant_id AND o.id = u.id",
+                set.join(", "),
+                OrderColumns::unnest(1)
+            );
+            updated.bind(sqlx::query(&sql)).execute(&mut *conn).await?;
+        }
 
-fn bind_entry(query: PgQuery<'_>, entry: TimeEntry) -> PgQuery<'_> {
-    query
-        .bind(entry.technician_id)
-        .bind(entry.work_date)
-        .bind(minutes(entry.minutes))
-        .bind(entry.note)
-        .bind(entry.billing.as_str())
-        .bind(entry.after_hours)
-        .bind(entry.rate.value())
-        .bind(entry.amount)
-        .bind(entry.cost_rate.value())
-        .bind(entry.cost)
-        .bind(entry.started_at)
-        .bind(entry.ended_at)
+        // Time entries: those stored before and removed go first, so an id logged again
+        // after its removal is inserted afresh.
+        if !self.deleted_entries.is_empty() {
+            let (tenants, ids) = key_arrays(self.deleted_entries);
+            sqlx::query(&format!(
+                "DELETE FROM {entries} e USING unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
+                  WHERE e.tenant_id = k.tenant_id AND e.id = k.id"
+            ))
+            .bind(tenants)
+            .bind(ids)
+            .execute(&mut *conn)
+            .await?;
+        }
+        let mut new_entries = EntryColumns::default();
+        let mut logged = self.entries;
+        for key in self.entry_order {
+            if let Some(Some(row)) = logged.remove(&key) {
+                new_entries.push(row);
+            }
+        }
+        if new_entries.len() > 0 {
+            let sql = insert_sql(
+                entries,
+                &EntryColumns::columns(),
+                &EntryColumns::select(),
+                &EntryColumns::unnest(1),
+            );
+            new_entries
+                .bind(sqlx::query(&sql))
+                .execute(&mut *conn)
+                .await?;
+        }
+
+        // Timers: rows the batch stopped first are deleted, then the running ones inserted
+        // (a timer started twice fails on the key).
+        let mut stop = (Vec::new(), Vec::new(), Vec::new());
+        let mut start = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((tenant_id, order, technician_id), change) in self.timers {
+            if change.stopped_first {
+                stop.0.push(tenant_id);
+                stop.1.push(order);
+                stop.2.push(technician_id);
+            }
+            if let Some(started_at) = change.started_at {
+                start.0.push(tenant_id);
+                start.1.push(order);
+                start.2.push(technician_id);
+                start.3.push(started_at);
+            }
+        }
+        if !stop.0.is_empty() {
+            sqlx::query(&format!(
+                "DELETE FROM {timers} t
+                  USING unnest($1::uuid[], $2::uuid[], $3::uuid[])
+                        AS k(tenant_id, work_order_id, technician_id)
+                  WHERE t.tenant_id = k.tenant_id AND t.work_order_id = k.work_order_id
+                    AND t.technician_id = k.technician_id"
+            ))
+            .bind(stop.0)
+            .bind(stop.1)
+            .bind(stop.2)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !start.0.is_empty() {
+            sqlx::query(&format!(
+                "INSERT INTO {timers} (tenant_id, work_order_id, technician_id, started_at)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[])"
+            ))
+            .bind(start.0)
+            .bind(start.1)
+            .bind(start.2)
+            .bind(start.3)
+            .execute(&mut *conn)
+            .await?;
+        }
+
+        // Links: issued in the batch are inserted, the others' uses and revocation updated.
+        let (mut new_links, mut changed) = (LinkColumns::default(), LinkColumns::default());
+        for link in self.links.into_values() {
+            if link.issued {
+                new_links.push(link.row);
+            } else {
+                changed.push(link.row);
+            }
+        }
+        if new_links.len() > 0 {
+            let sql = insert_sql(
+                links,
+                &LinkColumns::columns(),
+                &LinkColumns::select(),
+                &LinkColumns::unnest(1),
+            );
+            new_links
+                .bind(sqlx::query(&sql))
+                .execute(&mut *conn)
+                .await?;
+        }
+        if changed.len() > 0 {
+            sqlx::query(&format!(
+                "UPDATE {links} l SET uses = k.uses, revoked = k.revoked
+                   FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::bool[])
+                        AS k(tenant_id, id, uses, revoked)
+                  WHERE l.tenant_id = k.tenant_id AND l.id = k.id"
+            ))
+            .bind(changed.tenant_id)
+            .bind(changed.id)
+            .bind(changed.uses)
+            .bind(changed.revoked)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
 }
-
 /// One work order as the board, the lists, its page and the API show it.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct WorkOrderRow {

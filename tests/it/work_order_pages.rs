@@ -605,3 +605,100 @@ async fn the_list_filters_and_refuses_bad_filters_with_a_message() {
         timeline.text
     );
 }
+
+#[tokio::test]
+async fn attachments_are_kept_and_time_entries_removed_from_the_page() {
+    let app = TestApp::new().await;
+    let owner = app.owner.clone();
+    let acme = company(&app, "Northwind").await;
+    let order = raise(&app, json!({"company_id": acme, "title": "Broken screen"})).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let upload = |name: &'static str, bytes: Vec<u8>, who: Person| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let boundary = "----st-attach";
+            let mut body = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{CSRF}\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .into_bytes();
+            body.extend(bytes);
+            body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+            app.send_bytes_as(
+                Some(&who),
+                Method::POST,
+                &format!("/work-orders/{id}/attachments"),
+                body,
+                &[
+                    (
+                        "content-type",
+                        &format!("multipart/form-data; boundary={boundary}"),
+                    ),
+                    ("cookie", &format!("st_csrf={CSRF}")),
+                ],
+            )
+            .await
+        }
+    };
+    let png = b"\x89PNG\r\n\x1a\nrest-of-a-photo".to_vec();
+    let attached = upload("C:\\photos\\screen.png", png.clone(), owner.clone()).await;
+    assert_eq!(attached.status, StatusCode::SEE_OTHER, "{}", attached.text);
+    let before = events(&app).await;
+    let refused = upload("tool.exe", b"MZ\x90\x00".to_vec(), owner.clone()).await;
+    assert_eq!(refused.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let empty = upload("nothing.txt", Vec::new(), owner.clone()).await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(events(&app).await, before);
+    let accountant = app
+        .person(&app.owner, Role::Accountant, "books@acme.test", None)
+        .await;
+    let forbidden = upload("x.txt", b"hello".to_vec(), accountant.clone()).await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+    app.settle().await;
+
+    let shown = page(&app, &owner, &format!("/work-orders/{id}")).await;
+    assert!(shown.text.contains("screen.png"), "{}", shown.text);
+    let doc_id = shown
+        .text
+        .split_once(&format!("/work-orders/{id}/attachments/"))
+        .map(|(_, rest)| rest[..36].to_owned())
+        .expect("a download link");
+    let download = page(&app, &accountant, &format!("/work-orders/{id}/attachments/{doc_id}")).await;
+    assert_eq!(download.status, StatusCode::OK);
+    assert_eq!(download.content_type, "image/png");
+    assert!(download.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment; filename=\"screen.png\""));
+    let other = app.other_tenant("Other MSP", "owner@other.test").await;
+    let theirs = page(&app, &other, &format!("/work-orders/{id}/attachments/{doc_id}")).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+
+    // A time entry removed from the page; a technician cannot remove the owner's.
+    let entry = api(
+        &app,
+        Method::POST,
+        &format!("/api/v1/work-orders/{id}/time-entries"),
+        json!({"minutes": 25, "note": "measured the panel"}),
+    )
+    .await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tech = app
+        .person(&app.owner, Role::Technician, "tech@acme.test", None)
+        .await;
+    let shown = page(&app, &tech, &format!("/work-orders/{id}")).await;
+    assert!(!shown.text.contains(&format!("/time/{entry}/remove")));
+    let refused = post(&app, &tech, &format!("/work-orders/{id}/time/{entry}/remove"), "").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let shown = page(&app, &owner, &format!("/work-orders/{id}")).await;
+    assert!(shown.text.contains(&format!("/time/{entry}/remove")));
+    let removed = post(&app, &owner, &format!("/work-orders/{id}/time/{entry}/remove"), "").await;
+    location(&removed);
+    app.settle().await;
+    let shown = page(&app, &owner, &format!("/work-orders/{id}")).await;
+    assert!(!shown.text.contains("measured the panel"));
+}

@@ -22,7 +22,7 @@ use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use commands::Executed;
 use domain::authz::{self, Action};
-use domain::identity::TimeZone;
+use domain::identity::{Role, TimeZone};
 use domain::tenant::Tenant;
 use domain::workorder::{
     Billing, Origin, Priority, Status, WorkOrder, WorkOrderCommand, WorkOrderEvent,
@@ -65,6 +65,10 @@ pub fn router() -> Router<AppState> {
             post(revoke_link),
         )
         .route("/work-orders/{id}/edit", post(edit))
+        .route(
+            "/work-orders/{id}/time/{entry_id}/remove",
+            post(remove_entry),
+        )
         .route("/unbilled", get(unbilled_page))
         .route("/unbilled/{company_id}", get(unbilled_company_page))
 }
@@ -1141,6 +1145,9 @@ struct EntryView {
     note: String,
     order_id: Uuid,
     order: String,
+    id: Uuid,
+    /// The asker may remove it (theirs, or an owner or admin; the order not final).
+    removable: bool,
 }
 
 struct Totals {
@@ -1332,6 +1339,8 @@ fn entry_view(e: &TimeEntryRow, local: &Local, order: String) -> EntryView {
         note: e.note.clone(),
         order_id: e.work_order_id,
         order,
+        id: e.id,
+        removable: false,
     }
 }
 
@@ -1559,7 +1568,13 @@ async fn render_order(
         totals: totals_of(&entries, &local),
         entries: entries
             .iter()
-            .map(|e| entry_view(e, &local, String::new()))
+            .map(|e| EntryView {
+                removable: me.may(Action::LogTime)
+                    && !current.is_final()
+                    && (e.technician_id == me.user_id
+                        || matches!(me.role, Role::Owner | Role::Admin)),
+                ..entry_view(e, &local, String::new())
+            })
             .collect(),
         links: links
             .iter()
@@ -2133,6 +2148,40 @@ async fn revoke_link(
         result.map(Some),
         "Link revoked: it no longer works.",
         Section::Links,
+        None,
+    )
+    .await
+}
+
+async fn remove_entry(
+    State(state): State<AppState>,
+    me: Principal,
+    Extension(cookies): Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
+        return refused;
+    }
+    if let Err(refused) = me.require(Action::LogTime) {
+        return refused.into_response();
+    }
+    let ids = path
+        .ok()
+        .and_then(|Path((a, b))| Some((Uuid::parse_str(&a).ok()?, Uuid::parse_str(&b).ok()?)));
+    let Some((id, entry_id)) = ids else {
+        return not_found_page();
+    };
+    let result = ops::remove_time(&state, &me, &me.meta(), id, entry_id).await;
+    finish(
+        &state,
+        &me,
+        &cookies,
+        id,
+        result.map(Some),
+        "Time entry removed.",
+        Section::Time,
         None,
     )
     .await
