@@ -29,6 +29,7 @@ use crate::console::{
     not_found_page, path_uuid, redirect_with_flash, CompanyTab, CompanyTabs, Cookies, FormParts,
 };
 use crate::credentials::{self as vault, CredentialBody, RevealedJson};
+use crate::documents;
 use crate::equipment::{self, AssetBody};
 use crate::error::ApiError;
 use crate::AppState;
@@ -49,7 +50,7 @@ pub fn router() -> Router<AppState> {
         .route(
             "/assets/{id}/documents",
             post(attach_document).layer(axum::extract::DefaultBodyLimit::max(
-                MAX_DOCUMENT_BYTES + 64 * 1024,
+                documents::MAX_DOCUMENT_BYTES + 64 * 1024,
             )),
         )
         .route(
@@ -1440,48 +1441,8 @@ async fn shared_reveal(
     }
 }
 
-// ---- Documents kept with an asset: the bytes in `asset_document_blobs` (by SHA-256, once per
-// tenant), the asset's events carry name, type, size and hash.
-
-/// The largest document accepted.
-pub const MAX_DOCUMENT_BYTES: usize = 10 * 1024 * 1024;
-
-/// The document's type, read from its bytes (never from what the browser claims): PDF, PNG,
-/// JPEG, GIF, WebP, or plain UTF-8 text. Anything else is refused.
-pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"%PDF-") {
-        Some("application/pdf")
-    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some("image/gif")
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else if !bytes.is_empty() && !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok() {
-        Some("text/plain; charset=utf-8")
-    } else {
-        None
-    }
-}
-
-/// A file name safe to store and to send back: its last path part, without control
-/// characters or quotes, at most 200 characters.
-fn clean_file_name(raw: &str) -> String {
-    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = last
-        .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '"' | ';'))
-        .take(200)
-        .collect();
-    let cleaned = cleaned.trim().to_owned();
-    if cleaned.is_empty() {
-        "document".into()
-    } else {
-        cleaned
-    }
-}
+// ---- Documents kept with an asset (stored and served by `documents`): the bytes in
+// `asset_document_blobs` (by SHA-256, once per tenant), the events name, type, size and hash.
 
 async fn attach_document(
     State(state): State<AppState>,
@@ -1506,50 +1467,19 @@ async fn attach_document(
     let Some(id) = path_uuid(path) else {
         return not_found_page();
     };
-    if bytes.is_empty() {
-        return error_page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &cookies,
-            "No document",
-            "Choose a file to attach.",
-        );
-    }
-    if bytes.len() > MAX_DOCUMENT_BYTES {
-        return error_page(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &cookies,
-            "Too large",
-            "A document is at most 10 MB.",
-        );
-    }
-    let Some(content_type) = sniff(&bytes) else {
-        return error_page(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &cookies,
-            "This kind of file is not accepted",
-            "Attach a PDF, an image (PNG, JPEG, GIF, WebP) or a plain text file.",
-        );
-    };
-    let sha256 = commands::identity::token_digest_bytes(&bytes);
-    let stored = sqlx::query(
-        "INSERT INTO asset_document_blobs (tenant_id, sha256, content) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(me.tenant_id)
-    .bind(&sha256)
-    .bind(bytes.as_ref())
-    .execute(&state.pool)
-    .await;
-    if let Err(error) = stored {
-        return internal_page(error);
-    }
     let meta = me.meta();
-    let document = domain::asset::AssetDocument {
-        id: Uuid::new_v5(&meta.command_id, b"document"),
-        file_name: clean_file_name(&file_name),
-        content_type: content_type.to_owned(),
-        size: bytes.len() as u64,
-        sha256,
+    let document = match documents::store(
+        &state,
+        me.tenant_id,
+        &cookies,
+        Uuid::new_v5(&meta.command_id, b"document"),
+        &file_name,
+        &bytes,
+    )
+    .await
+    {
+        Ok(document) => document,
+        Err(page) => return page,
     };
     let name = document.file_name.clone();
     let result = state
@@ -1600,45 +1530,7 @@ async fn download_document(
     let Some(document) = asset.documents.0.iter().find(|d| d.id == document_id) else {
         return not_found_page();
     };
-    let content: Result<Option<Vec<u8>>, _> = sqlx::query_scalar(
-        "SELECT content FROM asset_document_blobs WHERE tenant_id = $1 AND sha256 = $2",
-    )
-    .bind(me.tenant_id)
-    .bind(&document.sha256)
-    .fetch_optional(&state.pool)
-    .await;
-    match content {
-        Ok(Some(bytes)) => (
-            [
-                (
-                    axum::http::header::CONTENT_TYPE,
-                    document.content_type.clone(),
-                ),
-                (
-                    axum::http::header::CONTENT_DISPOSITION,
-                    format!(
-                        "attachment; filename=\"{}\"; filename*=UTF-8''{}",
-                        document
-                            .file_name
-                            .replace(|c: char| !c.is_ascii_graphic() && c != ' ', "_"),
-                        crate::console::percent_encode(&document.file_name)
-                    ),
-                ),
-                (
-                    axum::http::header::CACHE_CONTROL,
-                    "private, no-store".to_owned(),
-                ),
-                (
-                    axum::http::header::CONTENT_SECURITY_POLICY,
-                    "default-src 'none'; sandbox".to_owned(),
-                ),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Ok(None) => not_found_page(),
-        Err(error) => internal_page(error),
-    }
+    documents::download(&state, me.tenant_id, document).await
 }
 
 async fn remove_document(
