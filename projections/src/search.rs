@@ -218,7 +218,10 @@ impl Batch {
             self.upsert(key, asset_entry(key.2, &tag, &details));
         }
         let need_number = std::mem::take(&mut self.need_number);
-        for (key, details, number) in self.read_back(conn, table, "work_order", need_number).await? {
+        for (key, details, number) in self
+            .read_back(conn, table, "work_order", need_number)
+            .await?
+        {
             self.upsert(key, work_order_entry(key.2, &number, &details));
         }
         let mut deleted: (Vec<Uuid>, Vec<&str>, Vec<Uuid>) = Default::default();

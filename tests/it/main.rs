@@ -24,5 +24,5 @@ mod status_links;
 mod team;
 mod tokens;
 mod work_order_pages;
-mod work_orders_projection;
 mod work_orders;
+mod work_orders_projection;

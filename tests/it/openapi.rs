@@ -186,15 +186,31 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         "post",
         &[400, 401, 403, 409, 413, 415, 422, 500],
     ),
-    ("/api/v1/work-orders/{id}", "get", &[400, 401, 403, 404, 500]),
-    ("/api/v1/work-orders/{id}", "patch", &[400, 401, 403, 404, 409, 413, 415, 422, 500]),
-    ("/api/v1/work-orders/{id}/comments", "post", &[400, 401, 403, 404, 409, 413, 415, 422, 500]),
+    (
+        "/api/v1/work-orders/{id}",
+        "get",
+        &[400, 401, 403, 404, 500],
+    ),
+    (
+        "/api/v1/work-orders/{id}",
+        "patch",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/work-orders/{id}/comments",
+        "post",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
     (
         "/api/v1/work-orders/{id}/time-entries",
         "get",
         &[400, 401, 403, 404, 500],
     ),
-    ("/api/v1/work-orders/{id}/time-entries", "post", &[400, 401, 403, 404, 409, 413, 415, 422, 500]),
+    (
+        "/api/v1/work-orders/{id}/time-entries",
+        "post",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
     (
         "/api/v1/work-orders/{id}/time-entries/{entry_id}",
         "delete",
@@ -205,8 +221,16 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         "post",
         &[400, 401, 403, 404, 409, 500],
     ),
-    ("/api/v1/work-orders/{id}/timer/stop", "post", &[400, 401, 403, 404, 409, 413, 415, 422, 500]),
-    ("/api/v1/work-orders/{id}/links", "post", &[400, 401, 403, 404, 409, 413, 415, 422, 500]),
+    (
+        "/api/v1/work-orders/{id}/timer/stop",
+        "post",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/work-orders/{id}/links",
+        "post",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
     (
         "/api/v1/work-orders/{id}/links/{link_id}",
         "delete",

@@ -665,7 +665,12 @@ async fn attachments_are_kept_and_time_entries_removed_from_the_page() {
         .split_once(&format!("/work-orders/{id}/attachments/"))
         .map(|(_, rest)| rest[..36].to_owned())
         .expect("a download link");
-    let download = page(&app, &accountant, &format!("/work-orders/{id}/attachments/{doc_id}")).await;
+    let download = page(
+        &app,
+        &accountant,
+        &format!("/work-orders/{id}/attachments/{doc_id}"),
+    )
+    .await;
     assert_eq!(download.status, StatusCode::OK);
     assert_eq!(download.content_type, "image/png");
     assert!(download.headers["content-disposition"]
@@ -673,7 +678,12 @@ async fn attachments_are_kept_and_time_entries_removed_from_the_page() {
         .unwrap()
         .starts_with("attachment; filename=\"screen.png\""));
     let other = app.other_tenant("Other MSP", "owner@other.test").await;
-    let theirs = page(&app, &other, &format!("/work-orders/{id}/attachments/{doc_id}")).await;
+    let theirs = page(
+        &app,
+        &other,
+        &format!("/work-orders/{id}/attachments/{doc_id}"),
+    )
+    .await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
 
     // A time entry removed from the page; a technician cannot remove the owner's.
@@ -692,11 +702,23 @@ async fn attachments_are_kept_and_time_entries_removed_from_the_page() {
         .await;
     let shown = page(&app, &tech, &format!("/work-orders/{id}")).await;
     assert!(!shown.text.contains(&format!("/time/{entry}/remove")));
-    let refused = post(&app, &tech, &format!("/work-orders/{id}/time/{entry}/remove"), "").await;
+    let refused = post(
+        &app,
+        &tech,
+        &format!("/work-orders/{id}/time/{entry}/remove"),
+        "",
+    )
+    .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
     let shown = page(&app, &owner, &format!("/work-orders/{id}")).await;
     assert!(shown.text.contains(&format!("/time/{entry}/remove")));
-    let removed = post(&app, &owner, &format!("/work-orders/{id}/time/{entry}/remove"), "").await;
+    let removed = post(
+        &app,
+        &owner,
+        &format!("/work-orders/{id}/time/{entry}/remove"),
+        "",
+    )
+    .await;
     location(&removed);
     app.settle().await;
     let shown = page(&app, &owner, &format!("/work-orders/{id}")).await;

@@ -792,16 +792,28 @@ async fn time_entries_are_removed_by_their_technician_or_an_admin_and_not_once_c
     let app = TestApp::new().await;
     let acme = company(&app, "Northwind").await;
     let owner = app.owner.user_id.to_string();
-    let order = raise(&app, json!({"company_id": acme, "title": "Fix", "assignee_id": owner})).await;
+    let order = raise(
+        &app,
+        json!({"company_id": acme, "title": "Fix", "assignee_id": owner}),
+    )
+    .await;
     let id = order["id"].as_str().unwrap();
     let path = format!("/api/v1/work-orders/{id}/time-entries");
     let reply = app
-        .request(Method::POST, &path, Some(&json!({"minutes": 30}).to_string()))
+        .request(
+            Method::POST,
+            &path,
+            Some(&json!({"minutes": 30}).to_string()),
+        )
         .await;
     let entry = reply.json()["items"][0]["id"].as_str().unwrap().to_owned();
-    let tech = app.person(&app.owner, Role::Technician, "tech@acme.test", None).await;
+    let tech = app
+        .person(&app.owner, Role::Technician, "tech@acme.test", None)
+        .await;
     let one = format!("{path}/{entry}");
-    let reply = app.send_as(Some(&tech), Method::DELETE, &one, None, &[]).await;
+    let reply = app
+        .send_as(Some(&tech), Method::DELETE, &one, None, &[])
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
     let reply = app
         .request(Method::DELETE, &format!("{path}/{}", Uuid::now_v7()), None)
@@ -817,7 +829,9 @@ async fn time_entries_are_removed_by_their_technician_or_an_admin_and_not_once_c
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
     let list = app.request(Method::GET, &path, None).await;
     assert_eq!(list.json()["items"].as_array().unwrap().len(), 0);
-    let row = app.request(Method::GET, &format!("/api/v1/work-orders/{id}"), None).await;
+    let row = app
+        .request(Method::GET, &format!("/api/v1/work-orders/{id}"), None)
+        .await;
     assert_eq!(row.json()["billable_minutes"], 0);
 }
 
@@ -825,11 +839,24 @@ async fn time_entries_are_removed_by_their_technician_or_an_admin_and_not_once_c
 async fn work_orders_are_found_by_number_and_title_and_closed_ones_rank_last() {
     let app = TestApp::new().await;
     let acme = company(&app, "Northwind").await;
-    let first = raise(&app, json!({"company_id": acme, "title": "Replace the fuser"})).await;
-    let second = raise(&app, json!({"company_id": acme, "title": "Fuser noise again"})).await;
+    let first = raise(
+        &app,
+        json!({"company_id": acme, "title": "Replace the fuser"}),
+    )
+    .await;
+    let second = raise(
+        &app,
+        json!({"company_id": acme, "title": "Fuser noise again"}),
+    )
+    .await;
     let id = first["id"].as_str().unwrap();
     patch(&app, id, json!({"title": "Replace the printer fuser"})).await;
-    patch(&app, second["id"].as_str().unwrap(), json!({"status": "cancelled"})).await;
+    patch(
+        &app,
+        second["id"].as_str().unwrap(),
+        json!({"status": "cancelled"}),
+    )
+    .await;
     app.settle().await;
     let find = |q: &str| {
         let path = format!("/api/v1/search?q={q}");
@@ -842,11 +869,19 @@ async fn work_orders_are_found_by_number_and_title_and_closed_ones_rank_last() {
                 .unwrap()
                 .iter()
                 .filter(|r| r["kind"] == "work_order")
-                .map(|r| (r["title"].as_str().unwrap().to_owned(), r["inactive"].as_bool().unwrap()))
+                .map(|r| {
+                    (
+                        r["title"].as_str().unwrap().to_owned(),
+                        r["inactive"].as_bool().unwrap(),
+                    )
+                })
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(find("%231").await, [("#1 Replace the printer fuser".to_owned(), false)]);
+    assert_eq!(
+        find("%231").await,
+        [("#1 Replace the printer fuser".to_owned(), false)]
+    );
     assert_eq!(
         find("fuser").await,
         [

@@ -204,8 +204,7 @@ async fn attach_to_work_order(
         Err(page) => return page,
     };
     let name = document.file_name.clone();
-    match crate::work_orders::run(&state, &meta, id, WorkOrderCommand::Attach { document }).await
-    {
+    match crate::work_orders::run(&state, &meta, id, WorkOrderCommand::Attach { document }).await {
         Ok(done) => {
             state
                 .read_your_writes(

@@ -131,13 +131,22 @@ const TOKEN_PATHS: &[(&str, usize)] = &[
 /// The request path as the log shows it: a link's token is replaced by `…`, since whoever
 /// reads the log must not be able to use the link.
 pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    let Some((_, index)) = TOKEN_PATHS.iter().find(|(prefix, _)| path.starts_with(prefix)) else {
+    let Some((_, index)) = TOKEN_PATHS
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix))
+    else {
         return std::borrow::Cow::Borrowed(path);
     };
     let parts: Vec<&str> = path
         .split('/')
         .enumerate()
-        .map(|(i, part)| if i == *index && !part.is_empty() { "…" } else { part })
+        .map(|(i, part)| {
+            if i == *index && !part.is_empty() {
+                "…"
+            } else {
+                part
+            }
+        })
         .collect();
     std::borrow::Cow::Owned(parts.join("/"))
 }
@@ -155,7 +164,10 @@ mod tests {
             "/l/0b5c3f8e-2d1a-4c7e-9f3b-6a1d2e4f5a6b/…/rate"
         );
         assert_eq!(loggable_path("/invitation/u1/secret"), "/invitation/u1/…");
-        assert_eq!(loggable_path("/password-reset/u1/secret"), "/password-reset/u1/…");
+        assert_eq!(
+            loggable_path("/password-reset/u1/secret"),
+            "/password-reset/u1/…"
+        );
         assert_eq!(loggable_path("/password-reset"), "/password-reset");
         assert_eq!(loggable_path("/companies/42"), "/companies/42");
     }
