@@ -808,6 +808,7 @@ impl Projection for WorkOrdersProjection {
         let (orders, entries, timers, links) =
             (tables.get(0), tables.get(1), tables.get(2), tables.get(3));
 
+        let t0 = std::time::Instant::now();
         // Decode the batch's events, and find what must be read first: orders whose opening
         // is not in the batch, entries removed and links changed that it did not add.
         let mut mine = Vec::new();
@@ -863,6 +864,7 @@ impl Projection for WorkOrdersProjection {
             keys.dedup();
         }
 
+        let t1 = t0.elapsed();
         let mut fold = Fold::default();
         let order_columns: Vec<String> = OrderColumns::columns()
             .into_iter()
@@ -892,11 +894,16 @@ impl Projection for WorkOrdersProjection {
             fold.links.insert(key, LinkChange { row, issued: false });
         }
 
+        let t2 = t0.elapsed();
         for (index, event, (tenant_id, id), payload) in mine {
             fold.apply(tenant_id, id, event, payload)
                 .map_err(|e| ApplyError::at(index, e))?;
         }
+        let t3 = t0.elapsed();
         fold.write(conn, orders, entries, timers, links).await?;
+        if std::env::var_os("ST_WO_TIMING").is_some() {
+            eprintln!("WOTIMING {} {} {} {} {}", events.len(), t1.as_micros(), t2.as_micros(), t3.as_micros(), t0.elapsed().as_micros());
+        }
         Ok(())
     }
 }
@@ -914,6 +921,7 @@ impl Fold {
     ) -> Result<(), sqlx::Error> {
         // Orders: opened in the batch are inserted (a second opening fails on the key),
         // the others updated.
+        let w0 = std::time::Instant::now();
         let (mut inserted, mut updated) = (OrderColumns::default(), OrderColumns::default());
         for (key, order) in self.orders {
             if self.stored_orders.contains(&key) {
@@ -929,7 +937,15 @@ impl Fold {
                 &OrderColumns::select(),
                 &OrderColumns::unnest(1),
             );
+            static M: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = M.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if std::env::var_os("ST_WO_EXPLAIN").is_some() && n % 40 == 39 {
+                use sqlx::Row;
+                let plan = inserted.bind(sqlx::query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"))).fetch_all(&mut *conn).await?;
+                for row in plan { eprintln!("IPLAN {}", row.get::<String, _>(0)); }
+            } else {
             inserted.bind(sqlx::query(&sql)).execute(&mut *conn).await?;
+            }
         }
         if updated.len() > 0 {
             let set: Vec<String> = OrderColumns::columns()
@@ -943,9 +959,18 @@ impl Fold {
                 set.join(", "),
                 OrderColumns::unnest(1)
             );
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if std::env::var_os("ST_WO_EXPLAIN").is_some() && n % 40 == 39 {
+                use sqlx::Row;
+                let plan = updated.bind(sqlx::query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"))).fetch_all(&mut *conn).await?;
+                for row in plan { eprintln!("PLAN {}", row.get::<String, _>(0)); }
+            } else {
             updated.bind(sqlx::query(&sql)).execute(&mut *conn).await?;
+            }
         }
 
+        let w1 = w0.elapsed();
         // Time entries: those stored before and removed go first, so an id logged again
         // after its removal is inserted afresh.
         if !self.deleted_entries.is_empty() {
@@ -979,6 +1004,10 @@ impl Fold {
                 .await?;
         }
 
+        let w2 = w0.elapsed();
+        if std::env::var_os("ST_WO_TIMING").is_some() {
+            eprintln!("WOWRITE {} {}", w1.as_micros(), w2.as_micros());
+        }
         // Timers: rows the batch stopped first are deleted, then the running ones inserted
         // (a timer started twice fails on the key).
         let mut stop = (Vec::new(), Vec::new(), Vec::new());

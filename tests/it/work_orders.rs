@@ -891,3 +891,85 @@ async fn work_orders_are_found_by_number_and_title_and_closed_ones_rank_last() {
     );
     assert!(find("printer").await.len() == 1, "the new title is indexed");
 }
+
+/// The real binary's scheduler: two servers on one database tick every second; an order
+/// opened long ago is breached once, not once per server.
+#[tokio::test]
+async fn the_servers_scheduler_raises_a_breach_once_across_two_instances() {
+    use st_tests::process::{eventually, Server};
+    let db = st_tests::TestDb::new().await;
+    let env = [("ST_SCHEDULER_TICK_SECONDS", "1")];
+    let first = Server::start(&db.url, &env).with_owner(&db.url).await;
+    let second = Server::start(&db.url, &env);
+    let client = reqwest::Client::new();
+    let send = |method: reqwest::Method, path: &str, body: Value| {
+        client
+            .request(method, first.url(path))
+            .bearer_auth(first.token())
+            .json(&body)
+            .send()
+    };
+    let reply = send(
+        reqwest::Method::PUT,
+        "/api/v1/settings/sla-policies",
+        json!({"policies": [{"priority": "urgent", "response_minutes": 30, "resolution_minutes": 120}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status(), 200, "{}", reply.text().await.unwrap());
+    let company: Value = send(
+        reqwest::Method::POST,
+        "/api/v1/companies",
+        json!({"name": "Northwind"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let reply = send(
+        reqwest::Method::POST,
+        "/api/v1/work-orders",
+        json!({"company_id": company["id"], "title": "Down since Monday", "priority": "urgent",
+               "opened_at": "2026-01-05T15:00:00Z"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status(), 201);
+    let order: Value = reply.json().await.unwrap();
+    let path = format!("/api/v1/work-orders/{}", order["id"].as_str().unwrap());
+    eventually(Duration::from_secs(30), "the breach", || {
+        let request = client
+            .get(first.url(&path))
+            .bearer_auth(first.token())
+            .send();
+        async move {
+            let order: Value = request.await.unwrap().json().await.unwrap();
+            order["sla"]["state"] == "breached"
+        }
+    })
+    .await;
+    // A few more ticks of both servers raise nothing new.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let alerts = db
+        .count(
+            "SELECT count(*) FROM events WHERE event_type IN ('SlaWarningRaised', 'SlaBreached')",
+        )
+        .await;
+    assert_eq!(
+        alerts, 2,
+        "one breach per target, whatever the number of servers"
+    );
+    let claims = db
+        .count(
+            "SELECT count(*) FROM scheduler_ticks WHERE job = 'sla-check' AND outcome LIKE 'ok%'",
+        )
+        .await;
+    assert!(claims >= 3, "ticks were claimed and recorded: {claims}");
+    let doubled = db
+        .count("SELECT count(*) FROM (SELECT tick_at FROM scheduler_ticks GROUP BY tick_at HAVING count(*) > 1) d")
+        .await;
+    assert_eq!(doubled, 0);
+    second.stop();
+    first.stop();
+}

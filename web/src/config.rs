@@ -27,6 +27,9 @@ pub struct Config {
     pub read_your_writes: Duration,
     /// `ST_MIGRATE_ON_START` (default true): `serve` applies pending migrations first.
     pub migrate_on_start: bool,
+    /// `ST_SCHEDULER_TICK_SECONDS` (default 60, 1 to 3600): how often the scheduler's jobs
+    /// (SLA checks) run.
+    pub scheduler_tick: Duration,
     /// `ST_PUBLIC_URL` (default `http://` + `ST_LISTEN`): the address people use, for the
     /// links in invitations and password resets. `https://…` makes cookies `Secure`.
     pub public_url: String,
@@ -143,6 +146,17 @@ impl Config {
                 "a number of milliseconds",
             )?),
             migrate_on_start: parse("ST_MIGRATE_ON_START", true, "true or false")?,
+            scheduler_tick: {
+                let seconds: u64 = parse("ST_SCHEDULER_TICK_SECONDS", 60, "1 to 3600 seconds")?;
+                if !(1..=3600).contains(&seconds) {
+                    return Err(ConfigError {
+                        var: "ST_SCHEDULER_TICK_SECONDS",
+                        value: seconds.to_string(),
+                        message: "must be 1 to 3600 seconds".into(),
+                    });
+                }
+                Duration::from_secs(seconds)
+            },
             public_url,
             trust_proxy: parse("ST_TRUST_PROXY", false, "true or false")?,
         })

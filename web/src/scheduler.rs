@@ -1,9 +1,9 @@
 //! The scheduler (DESIGN.md, "Scheduler"): tokio-cron-scheduler ticks in memory on every
-//! instance; each tick claims `(job, tick time)` in `scheduler_ticks`, and only the instance
+//! instance (every `ST_SCHEDULER_TICK_SECONDS`, default a minute); each tick claims `(job, tick time)` in `scheduler_ticks`, and only the instance
 //! that wins issues the job's commands, as the actor `scheduler`.
 //!
 //! Jobs:
-//! - `sla-check`, every minute: raises the SLA warnings and breaches that have fallen due
+//! - `sla-check`, every tick: raises the SLA warnings and breaches that have fallen due
 //!   (`projections::work_orders::sla_due`), escalating to the tenant's chosen person. The
 //!   command of each order and tick has a deterministic id, and the aggregate raises each
 //!   warning and breach once, so a retried or doubled tick appends nothing. After downtime the
@@ -139,26 +139,57 @@ async fn tick(state: AppState, instance: String, job: &'static str, tick_at: Dat
     finish(&state.pool, job, tick_at, &text).await;
 }
 
-/// Starts the ticker of this instance. Keep the returned scheduler alive; `shutdown` it on
-/// the way out.
-pub async fn start(state: AppState) -> anyhow::Result<JobScheduler> {
+/// The tick an instant belongs to: the instant rounded down to a multiple of `every` (so every
+/// instance names the same tick, whenever within it its timer fires).
+pub fn tick_of(at: DateTime<Utc>, every: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(every)
+        .ok()
+        .and_then(|step| at.duration_trunc(step).ok())
+        .unwrap_or(at)
+}
+
+/// Starts the ticker of this instance: every `every` (`ST_SCHEDULER_TICK_SECONDS`), each job
+/// claims its tick and runs where the claim wins. Keep the returned scheduler alive; `shutdown`
+/// it on the way out.
+pub async fn start(state: AppState, every: std::time::Duration) -> anyhow::Result<JobScheduler> {
     let scheduler = JobScheduler::new().await?;
     let instance = format!(
         "{}:{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
         std::process::id()
     );
-    let job = Job::new_async("0 * * * * *", move |_id, _scheduler| {
+    let job = Job::new_repeated_async(every, move |_id, _scheduler| {
         let state = state.clone();
         let instance = instance.clone();
         Box::pin(async move {
-            let tick_at = Utc::now()
-                .duration_trunc(chrono::Duration::minutes(1))
-                .unwrap_or_else(|_| Utc::now());
-            tick(state, instance, "sla-check", tick_at).await;
+            tick(state, instance, "sla-check", tick_of(Utc::now(), every)).await;
         })
     })?;
     scheduler.add(job).await?;
     scheduler.start().await?;
     Ok(scheduler)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_instance_names_the_same_tick() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let minute = std::time::Duration::from_secs(60);
+        assert_eq!(
+            tick_of(at("2026-11-16T15:00:37Z"), minute),
+            at("2026-11-16T15:00:00Z")
+        );
+        assert_eq!(
+            tick_of(at("2026-11-16T15:00:59.9Z"), minute),
+            at("2026-11-16T15:00:00Z")
+        );
+        let five = std::time::Duration::from_secs(5);
+        assert_eq!(
+            tick_of(at("2026-11-16T15:00:07Z"), five),
+            at("2026-11-16T15:00:05Z")
+        );
+    }
 }

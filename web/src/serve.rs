@@ -40,7 +40,7 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
             vault: std::sync::Arc::new(vault),
         },
     );
-    let scheduler = crate::scheduler::start(state.clone())
+    let scheduler = crate::scheduler::start(state.clone(), config.scheduler_tick)
         .await
         .map_err(|e| anyhow::anyhow!("scheduler: {e}"))?;
     let listener = TcpListener::bind(config.listen)
