@@ -230,13 +230,18 @@ impl ActivityView {
             _ if short_id.len() < row.aggregate_id.len() => format!("{kind} {short_id}…"),
             _ => format!("{kind} {short_id}"),
         };
+        let page = |prefix: &str| {
+            Uuid::parse_str(&row.aggregate_id)
+                .ok()
+                .map(|id| format!("{prefix}/{id}"))
+        };
         let entity_href = match row.aggregate_type.as_str() {
-            "company" => Uuid::parse_str(&row.aggregate_id)
-                .ok()
-                .map(|id| format!("/companies/{id}")),
-            "user" => Uuid::parse_str(&row.aggregate_id)
-                .ok()
-                .map(|id| format!("/team/{id}")),
+            "company" => page("/companies"),
+            "user" => page("/team"),
+            "contact" => page("/contacts"),
+            "asset" => page("/assets"),
+            "credential" => page("/credentials"),
+            "work_order" => page("/work-orders"),
             "tenant" => Some("/settings".to_owned()),
             _ => None,
         };
