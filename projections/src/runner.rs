@@ -393,6 +393,13 @@ pub async fn run(
                 }
                 Err(error) => {
                     tracing::warn!(projection = name, %error, "runner lost its connection; restarting");
+                    // The lock lives in this connection's session: close it rather than give
+                    // it back to the pool, or the pool would keep the lock held where no
+                    // runner uses it (and this runner, or another process's, could never
+                    // take it again).
+                    if let Err(error) = conn.close().await {
+                        tracing::debug!(projection = name, %error, "closing the runner's connection");
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     break;
                 }

@@ -2,13 +2,16 @@
 //! their time entries (billing, contract hours), running timers and status links.
 //!
 //! A batch is folded in memory, like `companies` and `search` do it: the rows of the orders
-//! it touches (and of the time entries and links it removes or changes) are loaded with one
-//! statement per table, every event is applied to them in order, and the results are written
-//! back with a few set-based statements (`INSERT ... SELECT FROM unnest(...)`, `UPDATE ...
-//! FROM unnest(...)`, `DELETE ... USING unnest(...)`). A rebuild of 1,000,000 events must not
-//! cost one round trip per event. `sla_state` and `sla_next_check_at` are generated columns
-//! (migration 0011): PostgreSQL derives them from the SLA columns this projection writes, so
-//! no event can leave them stale, and they are never written here.
+//! it touches without opening them (and of the time entries and links it removes or changes)
+//! are loaded with one statement per table, every event is applied to them in order, and the
+//! results are written back with a few set-based statements per table: `INSERT ... SELECT
+//! FROM unnest(...)` for new rows, the same with `ON CONFLICT DO UPDATE` for changed ones,
+//! `DELETE ... USING unnest(...)`. A rebuild of 1,000,000 events must not cost one round trip
+//! per event (docs/performance.md, "Work orders"). Rows are found by primary-key probes, never
+//! by a join PostgreSQL may run as a hash join over the whole table. `sla_state` and
+//! `sla_next_check_at` are generated columns (migration 0011): PostgreSQL derives them from
+//! the SLA columns this projection writes, so no event can leave them stale, and they are
+//! never written here.
 //!
 //! What a statement per event used to check still fails the batch: an event for an order
 //! with no row (or of another tenant) fails at that event; an order opened twice, a time
@@ -336,19 +339,21 @@ struct LinkChange {
 type Key = (Uuid, Uuid);
 
 impl Order {
-    fn opened(
-        tenant_id: Uuid,
-        id: Uuid,
-        event: &StoredEvent,
-        number: u64,
-        company_id: Uuid,
-        details: domain::workorder::WorkOrderDetails,
-        priority: Priority,
-        origin: Origin,
-        holds_assets: bool,
-        opened_at: DateTime<Utc>,
-        sla: Option<Sla>,
-    ) -> Self {
+    /// The row of an order opened by `event` (`None` for any other event).
+    fn opened((tenant_id, id): Key, event: &StoredEvent, payload: WorkOrderEvent) -> Option<Self> {
+        let WorkOrderEvent::WorkOrderOpened {
+            number,
+            company_id,
+            details,
+            priority,
+            origin,
+            holds_assets,
+            opened_at,
+            sla,
+        } = payload
+        else {
+            return None;
+        };
         let mut order = Self {
             tenant_id,
             id,
@@ -398,7 +403,7 @@ impl Order {
             updated_at: event.recorded_at,
         };
         order.set_sla(sla.as_ref());
-        order
+        Some(order)
     }
 
     /// Every SLA column (`None`: no SLA, every column NULL or false).
@@ -480,38 +485,15 @@ impl Fold {
         payload: WorkOrderEvent,
     ) -> Result<(), String> {
         let key = (tenant_id, id);
-        let payload = match payload {
-            WorkOrderEvent::WorkOrderOpened {
-                number,
-                company_id,
-                details,
-                priority,
-                origin,
-                holds_assets,
-                opened_at,
-                sla,
-            } => {
-                if self.orders.contains_key(&key) {
-                    return Err(format!("work order {id} opened twice"));
-                }
-                let order = Order::opened(
-                    tenant_id,
-                    id,
-                    event,
-                    number,
-                    company_id,
-                    details,
-                    priority,
-                    origin,
-                    holds_assets,
-                    opened_at,
-                    sla,
-                );
-                self.orders.insert(key, order);
-                return Ok(());
+        if matches!(payload, WorkOrderEvent::WorkOrderOpened { .. }) {
+            if self.orders.contains_key(&key) {
+                return Err(format!("work order {id} opened twice"));
             }
-            other => other,
-        };
+            if let Some(order) = Order::opened(key, event, payload) {
+                self.orders.insert(key, order);
+            }
+            return Ok(());
+        }
         let Some(order) = self.orders.get_mut(&key) else {
             return Err(format!(
                 "{} for work order {id}, which has no row",
@@ -633,11 +615,16 @@ impl Fold {
                         }
                     }
                     None => {
-                        if let Some(stored) = self
+                        let of_this_order = self
                             .stored_entries
-                            .remove(&entry_key)
-                            .filter(|stored| stored.work_order_id == id)
-                        {
+                            .get(&entry_key)
+                            .is_some_and(|stored| stored.work_order_id == id);
+                        let removed = if of_this_order {
+                            self.stored_entries.remove(&entry_key)
+                        } else {
+                            None
+                        };
+                        if let Some(stored) = removed {
                             order.count_entry(
                                 &stored.billing,
                                 stored.minutes,
@@ -760,10 +747,13 @@ where
         return Ok(Vec::new());
     }
     let (tenants, ids) = key_arrays(keys);
+    // One primary-key probe per key: `OFFSET 0` keeps PostgreSQL from turning the lateral
+    // subquery into a join, which it would run as a hash join over a sequential scan of the
+    // whole table (a rebuild's shadow tables have no statistics), once per batch.
     sqlx::query_as(&format!(
-        "SELECT {columns} FROM {table} t
-           JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
-             ON t.tenant_id = k.tenant_id AND t.id = k.id"
+        "SELECT t.* FROM unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id),
+                LATERAL (SELECT {columns} FROM {table} t
+                          WHERE t.tenant_id = k.tenant_id AND t.id = k.id OFFSET 0) t"
     ))
     .bind(tenants)
     .bind(ids)
@@ -808,7 +798,6 @@ impl Projection for WorkOrdersProjection {
         let (orders, entries, timers, links) =
             (tables.get(0), tables.get(1), tables.get(2), tables.get(3));
 
-        let t0 = std::time::Instant::now();
         // Decode the batch's events, and find what must be read first: orders whose opening
         // is not in the batch, entries removed and links changed that it did not add.
         let mut mine = Vec::new();
@@ -864,7 +853,6 @@ impl Projection for WorkOrdersProjection {
             keys.dedup();
         }
 
-        let t1 = t0.elapsed();
         let mut fold = Fold::default();
         let order_columns: Vec<String> = OrderColumns::columns()
             .into_iter()
@@ -894,16 +882,11 @@ impl Projection for WorkOrdersProjection {
             fold.links.insert(key, LinkChange { row, issued: false });
         }
 
-        let t2 = t0.elapsed();
         for (index, event, (tenant_id, id), payload) in mine {
             fold.apply(tenant_id, id, event, payload)
                 .map_err(|e| ApplyError::at(index, e))?;
         }
-        let t3 = t0.elapsed();
         fold.write(conn, orders, entries, timers, links).await?;
-        if std::env::var_os("ST_WO_TIMING").is_some() {
-            eprintln!("WOTIMING {} {} {} {} {}", events.len(), t1.as_micros(), t2.as_micros(), t3.as_micros(), t0.elapsed().as_micros());
-        }
         Ok(())
     }
 }
@@ -921,7 +904,6 @@ impl Fold {
     ) -> Result<(), sqlx::Error> {
         // Orders: opened in the batch are inserted (a second opening fails on the key),
         // the others updated.
-        let w0 = std::time::Instant::now();
         let (mut inserted, mut updated) = (OrderColumns::default(), OrderColumns::default());
         for (key, order) in self.orders {
             if self.stored_orders.contains(&key) {
@@ -937,40 +919,30 @@ impl Fold {
                 &OrderColumns::select(),
                 &OrderColumns::unnest(1),
             );
-            static M: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = M.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if std::env::var_os("ST_WO_EXPLAIN").is_some() && n % 40 == 39 {
-                use sqlx::Row;
-                let plan = inserted.bind(sqlx::query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"))).fetch_all(&mut *conn).await?;
-                for row in plan { eprintln!("IPLAN {}", row.get::<String, _>(0)); }
-            } else {
             inserted.bind(sqlx::query(&sql)).execute(&mut *conn).await?;
-            }
         }
         if updated.len() > 0 {
-            let set: Vec<String> = OrderColumns::columns()
-                .into_iter()
-                .zip(OrderColumns::select())
-                .filter(|(column, _)| !matches!(*column, "tenant_id" | "id"))
-                .map(|(column, select)| format!("{column} = {select}"))
+            // An upsert finds each row through the primary key (an `UPDATE ... FROM unnest`
+            // was planned as a hash join over the whole table).
+            let columns = OrderColumns::columns();
+            let set: Vec<String> = columns
+                .iter()
+                .filter(|column| !matches!(**column, "tenant_id" | "id"))
+                .map(|column| format!("{column} = excluded.{column}"))
                 .collect();
             let sql = format!(
-                "UPDATE {orders} o SET {} FROM {} WHERE o.tenant_id = u.tenant_id AND o.id = u.id",
-                set.join(", "),
-                OrderColumns::unnest(1)
+                "{} ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
+                insert_sql(
+                    orders,
+                    &columns,
+                    &OrderColumns::select(),
+                    &OrderColumns::unnest(1)
+                ),
+                set.join(", ")
             );
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if std::env::var_os("ST_WO_EXPLAIN").is_some() && n % 40 == 39 {
-                use sqlx::Row;
-                let plan = updated.bind(sqlx::query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"))).fetch_all(&mut *conn).await?;
-                for row in plan { eprintln!("PLAN {}", row.get::<String, _>(0)); }
-            } else {
             updated.bind(sqlx::query(&sql)).execute(&mut *conn).await?;
-            }
         }
 
-        let w1 = w0.elapsed();
         // Time entries: those stored before and removed go first, so an id logged again
         // after its removal is inserted afresh.
         if !self.deleted_entries.is_empty() {
@@ -1004,10 +976,6 @@ impl Fold {
                 .await?;
         }
 
-        let w2 = w0.elapsed();
-        if std::env::var_os("ST_WO_TIMING").is_some() {
-            eprintln!("WOWRITE {} {}", w1.as_micros(), w2.as_micros());
-        }
         // Timers: rows the batch stopped first are deleted, then the running ones inserted
         // (a timer started twice fails on the key).
         let mut stop = (Vec::new(), Vec::new(), Vec::new());
@@ -1052,7 +1020,8 @@ impl Fold {
             .await?;
         }
 
-        // Links: issued in the batch are inserted, the others' uses and revocation updated.
+        // Links: issued in the batch are inserted (a reused digest fails), the others' uses
+        // and revocation updated.
         let (mut new_links, mut changed) = (LinkColumns::default(), LinkColumns::default());
         for link in self.links.into_values() {
             if link.issued {
@@ -1074,18 +1043,17 @@ impl Fold {
                 .await?;
         }
         if changed.len() > 0 {
-            sqlx::query(&format!(
-                "UPDATE {links} l SET uses = k.uses, revoked = k.revoked
-                   FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::bool[])
-                        AS k(tenant_id, id, uses, revoked)
-                  WHERE l.tenant_id = k.tenant_id AND l.id = k.id"
-            ))
-            .bind(changed.tenant_id)
-            .bind(changed.id)
-            .bind(changed.uses)
-            .bind(changed.revoked)
-            .execute(&mut *conn)
-            .await?;
+            let sql = format!(
+                "{} ON CONFLICT (tenant_id, id) DO UPDATE
+                    SET uses = excluded.uses, revoked = excluded.revoked",
+                insert_sql(
+                    links,
+                    &LinkColumns::columns(),
+                    &LinkColumns::select(),
+                    &LinkColumns::unnest(1)
+                )
+            );
+            changed.bind(sqlx::query(&sql)).execute(&mut *conn).await?;
         }
         Ok(())
     }

@@ -370,7 +370,11 @@ async fn one_runner_per_projection_across_processes() {
         ..Default::default()
     };
     // Two "instances", each with its own pool, as two processes would have.
-    let other_pool = commands::db::connect(&db.url, 5).await.unwrap();
+    // Each runner keeps a connection for its lock and reads through the pool besides: a pool
+    // with fewer connections than projections starves them (as `serve` sizes its pool).
+    let other_pool = commands::db::connect(&db.url, projections::all().len() as u32 + 5)
+        .await
+        .unwrap();
     let mut runners = projections::runner::spawn_all(
         &db.pool,
         projections::all(),

@@ -16,7 +16,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `ST_LOG` (default `info`): a tracing filter such as `info,projections=debug`.
     pub log: String,
-    /// `ST_DB_POOL_SIZE` (default 16).
+    /// `ST_DB_POOL_SIZE` (default 16): connections for requests and commands; the server adds
+    /// one per projection runner (each keeps its lock on its own connection).
     pub pool_size: u32,
     /// `ST_PROJECTION_BATCH` (default 2000): events per projection transaction.
     pub projection_batch: i64,

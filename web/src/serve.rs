@@ -12,14 +12,16 @@ use crate::state::{AppState, Settings};
 /// Connects, migrates (unless told not to), starts the runners and serves until SIGINT or
 /// SIGTERM. Prints `listening on http://ADDR` on stdout once the socket is bound.
 pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
-    let pool = commands::db::connect(&database_url, config.pool_size).await?;
+    // Each projection runner keeps one connection for its lock: on top of the requests' pool.
+    let runners = projections::all().len() as u32;
+    let pool = commands::db::connect(&database_url, config.pool_size + runners).await?;
     if config.migrate_on_start {
         commands::db::migrate(&pool).await?;
     }
     let vault = load_vault(&config, &pool).await?;
     let store = EventStore::new(pool.clone());
     let wakeups = Wakeups::start(&pool, store.subscribe());
-    let runners = projections::runner::spawn_all(
+    let runner_tasks = projections::runner::spawn_all(
         &pool,
         projections::all(),
         wakeups,
@@ -53,7 +55,7 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    for runner in runners {
+    for runner in runner_tasks {
         runner.abort();
     }
     housekeeping.abort();
