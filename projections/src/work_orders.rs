@@ -1272,6 +1272,9 @@ pub struct TimeEntryRow {
     pub technician_id: Uuid,
     /// The technician's name (or email; '' while the users read model lags).
     pub technician_name: String,
+    /// The order's number and title (for lists of entries across orders).
+    pub work_order_number: i64,
+    pub work_order_title: String,
     pub work_date: NaiveDate,
     pub minutes: i32,
     pub note: String,
@@ -1308,8 +1311,10 @@ fn entries(rows: Vec<TimeEntryRow>) -> Vec<TimeEntryRow> {
 
 fn select_entries() -> String {
     format!(
-        "SELECT e.*, coalesce({PERSON_NAME}, '') AS technician_name
+        "SELECT e.*, coalesce({PERSON_NAME}, '') AS technician_name,
+                w.number AS work_order_number, w.title AS work_order_title
            FROM work_order_time_entries e
+           JOIN work_orders w ON w.tenant_id = e.tenant_id AND w.id = e.work_order_id
            LEFT JOIN users u ON u.id = e.technician_id AND u.tenant_id = e.tenant_id"
     )
 }

@@ -9,7 +9,6 @@
 //! message. Times are shown in the organisation's time zone, money with two decimals and the
 //! organisation's currency.
 
-use std::collections::HashMap;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -2333,20 +2332,9 @@ async fn unbilled_company_page(
         };
         let (_, local) = local_of(&state, me.tenant_id).await?;
         let entries = read::unbilled_entries(&state.pool, me.tenant_id, company_id).await?;
-        let mut numbers: HashMap<Uuid, String> = HashMap::new();
-        for e in &entries {
-            if let std::collections::hash_map::Entry::Vacant(slot) = numbers.entry(e.work_order_id)
-            {
-                let label = read::get(&state.pool, me.tenant_id, e.work_order_id)
-                    .await?
-                    .map(|o| format!("#{} {}", o.number, o.title))
-                    .unwrap_or_default();
-                slot.insert(label);
-            }
-        }
-        Ok::<_, ApiError>(Some((company, local, entries, numbers)))
+        Ok::<_, ApiError>(Some((company, local, entries)))
     };
-    let (company, local, entries, numbers) = match loaded.await {
+    let (company, local, entries) = match loaded.await {
         Ok(Some(loaded)) => loaded,
         Ok(None) => return not_found_page(),
         Err(error) => return internal_page(error),
@@ -2357,7 +2345,7 @@ async fn unbilled_company_page(
         entries: entries
             .iter()
             .map(|e| {
-                let order = numbers.get(&e.work_order_id).cloned().unwrap_or_default();
+                let order = format!("#{} {}", e.work_order_number, e.work_order_title);
                 entry_view(e, &local, order)
             })
             .collect(),
