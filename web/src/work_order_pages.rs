@@ -9,7 +9,6 @@
 //! message. Times are shown in the organisation's time zone, money with two decimals and the
 //! organisation's currency.
 
-
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::{PathRejection, QueryRejection};
