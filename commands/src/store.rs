@@ -58,9 +58,17 @@ pub enum ConflictPolicy {
     /// Load the new state and decide again, once. For commands whose meaning does not depend
     /// on the state the user saw (rename to X, set the rate to Y).
     RetryOnce,
+    /// Load the new state and decide again as long as others keep appending first (up to
+    /// `BUSY_ATTEMPTS` times, with a short random pause). For records many people append to
+    /// at once whose commands the aggregate checks whole against its current state (a work
+    /// order's comments, time, status moves, the scheduler's SLA checks).
+    Busy,
     /// Report the conflict to the caller.
     Report,
 }
+
+/// How often a `ConflictPolicy::Busy` command is decided again before it reports a conflict.
+pub const BUSY_ATTEMPTS: u32 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError<E: std::error::Error> {
@@ -484,6 +492,7 @@ impl EventStore {
         let metadata =
             serde_json::to_value(meta).map_err(|e| CommandError::Store(e.to_string()))?;
         let mut retried = false;
+        let mut busy_retries = 0u32;
         let mut guess = match self.cache.get::<A>(aggregate_id, meta) {
             Some(Ok((state, version))) => Some((state, version)),
             Some(Err(())) => None,
@@ -557,6 +566,16 @@ impl EventStore {
                 Err(PersistenceError::OptimisticLockError) if guessed => {
                     // The guess was stale: decide again on the log, at no cost to the policy.
                     self.cache.forget::<A>(aggregate_id);
+                }
+                Err(PersistenceError::OptimisticLockError)
+                    if policy == ConflictPolicy::Busy && busy_retries < BUSY_ATTEMPTS =>
+                {
+                    busy_retries += 1;
+                    self.cache.forget::<A>(aggregate_id);
+                    // Spread the writers out a little so they stop colliding.
+                    let pause = rand::random::<u64>() % (2 * u64::from(busy_retries)) + 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    tracing::debug!(aggregate_id, busy_retries, "conflict; deciding again on the new state");
                 }
                 Err(PersistenceError::OptimisticLockError)
                     if policy == ConflictPolicy::RetryOnce && !retried =>

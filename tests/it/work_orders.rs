@@ -973,3 +973,54 @@ async fn the_servers_scheduler_raises_a_breach_once_across_two_instances() {
     second.stop();
     first.stop();
 }
+
+/// Several people (and the scheduler) on one order at once: every comment and time entry is
+/// kept, none is refused as a conflict, and the sums add up.
+#[tokio::test]
+async fn concurrent_work_on_one_order_loses_nothing_and_refuses_nothing() {
+    let app = TestApp::new().await;
+    service_desk(&app).await;
+    let acme = company(&app, "Northwind").await;
+    let order = raise(
+        &app,
+        json!({"company_id": acme, "title": "Busy order", "priority": "urgent",
+               "opened_at": "2026-11-16T15:00:00Z"}),
+    )
+    .await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    app.settle().await;
+    let state = state(&app);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let path = if i % 2 == 0 {
+            format!("/api/v1/work-orders/{id}/comments")
+        } else {
+            format!("/api/v1/work-orders/{id}/time-entries")
+        };
+        let body = if i % 2 == 0 {
+            json!({"body": format!("note {i}")})
+        } else {
+            json!({"minutes": 10, "billing": "billable"})
+        };
+        let app = &app;
+        tasks.push(async move {
+            app.request(Method::POST, &path, Some(&body.to_string()))
+                .await
+        });
+    }
+    let sla = web::scheduler::check_sla(&state, at("2026-11-16T16:00:00Z"));
+    let (replies, sla) = tokio::join!(futures::future::join_all(tasks), sla);
+    sla.unwrap();
+    for reply in &replies {
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    }
+    app.settle().await;
+    let row = app
+        .request(Method::GET, &format!("/api/v1/work-orders/{id}"), None)
+        .await
+        .json();
+    assert_eq!(row["comments"], 6);
+    assert_eq!(row["billable_minutes"], 60);
+    // 6 × 10 minutes of repair (the first work type) at its 90.00 an hour: 6 × 15.00.
+    assert_eq!(row["billable_amount"], "90.00");
+}

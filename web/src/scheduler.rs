@@ -101,7 +101,7 @@ pub async fn check_sla(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<u
                 WorkOrderCommand::CheckSla { now, escalate_to },
                 &(),
                 &meta,
-                ConflictPolicy::RetryOnce,
+                ConflictPolicy::Busy,
             )
             .await;
         if let Err(error) = outcome {

@@ -313,7 +313,7 @@ pub async fn open(
                 },
                 &(),
                 &meta.derived(b"assign"),
-                ConflictPolicy::RetryOnce,
+                ConflictPolicy::Busy,
             )
             .await?;
     }
@@ -366,7 +366,8 @@ pub async fn sync_assets(state: &AppState, meta: &EventMeta, order_id: Uuid, ord
 }
 
 /// Runs one command on order `id` and, when the status changed, gives assets back or holds
-/// them.
+/// them. Orders are busy records (several people, the scheduler): a command that loses a race
+/// is decided again on the new state, which the aggregate checks whole.
 pub async fn run(
     state: &AppState,
     meta: &EventMeta,
@@ -375,7 +376,7 @@ pub async fn run(
 ) -> Result<Executed<WorkOrder>, ApiError> {
     let done = state
         .store
-        .execute::<WorkOrder>(&id.to_string(), command, &(), meta, ConflictPolicy::Report)
+        .execute::<WorkOrder>(&id.to_string(), command, &(), meta, ConflictPolicy::Busy)
         .await?;
     let moved = done.events.iter().any(|e| {
         matches!(
