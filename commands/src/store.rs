@@ -575,7 +575,11 @@ impl EventStore {
                     // Spread the writers out a little so they stop colliding.
                     let pause = rand::random::<u64>() % (2 * u64::from(busy_retries)) + 1;
                     tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-                    tracing::debug!(aggregate_id, busy_retries, "conflict; deciding again on the new state");
+                    tracing::debug!(
+                        aggregate_id,
+                        busy_retries,
+                        "conflict; deciding again on the new state"
+                    );
                 }
                 Err(PersistenceError::OptimisticLockError)
                     if policy == ConflictPolicy::RetryOnce && !retried =>
