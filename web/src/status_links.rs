@@ -293,7 +293,7 @@ async fn view(state: &AppState, found: &Found) -> Result<Executed<WorkOrder>, Re
             },
             &(),
             &found.meta(),
-            ConflictPolicy::RetryOnce,
+            ConflictPolicy::Busy,
         )
         .await;
     match done {
@@ -664,7 +664,7 @@ async fn set_status(
             },
             &(),
             &meta,
-            ConflictPolicy::RetryOnce,
+            ConflictPolicy::Busy,
         )
         .await;
     match done {
@@ -766,7 +766,7 @@ async fn rate(
             },
             &(),
             &found.meta(),
-            ConflictPolicy::RetryOnce,
+            ConflictPolicy::Busy,
         )
         .await;
     match done {
