@@ -157,13 +157,11 @@ async fn check_assets(
 }
 
 /// Checks that `user_id` is an active staff member who may work on orders.
-async fn check_technician(
-    state: &AppState,
+fn check_technician(
     tenant: &Tenant,
     field: &'static str,
     user_id: Uuid,
 ) -> Result<(), ValidationError> {
-    let _ = state;
     match tenant.active_role(user_id) {
         Some(role) if domain::authz::allows(role, Action::EditWorkOrders) => Ok(()),
         _ => Err(ValidationError::new(
@@ -266,7 +264,7 @@ pub async fn open(
         ));
     }
     if let Some(user_id) = body.assignee_id {
-        if let Err(e) = check_technician(state, &tenant, "assignee_id", user_id).await {
+        if let Err(e) = check_technician(&tenant, "assignee_id", user_id) {
             errors.push(e);
         }
     }
@@ -490,7 +488,7 @@ pub async fn change(
     .map_err(|e| errors.extend(e))
     .ok();
     if let Some(Some(user_id)) = body.assignee_id {
-        if let Err(e) = check_technician(state, &tenant, "assignee_id", user_id).await {
+        if let Err(e) = check_technician(&tenant, "assignee_id", user_id) {
             errors.push(e);
         }
     }
@@ -751,9 +749,7 @@ pub async fn log_time(
                 "technician_id",
                 "only owners and admins log time for someone else",
             ));
-        } else if let Err(e) =
-            check_technician(state, &tenant, "technician_id", technician_id).await
-        {
+        } else if let Err(e) = check_technician(&tenant, "technician_id", technician_id) {
             errors.push(e);
         }
     }
