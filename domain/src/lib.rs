@@ -12,6 +12,7 @@ pub mod credential;
 pub mod error;
 pub mod identity;
 pub mod sequence;
+pub mod template;
 pub mod tenant;
 pub mod user;
 pub mod values;
