@@ -24,11 +24,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use commands::StoredAggregate;
 use domain::asset::AssetDocument;
+// `round_money` rounds as a `numeric(14,2)` column stores a value (half away from zero, two
+// places): the order's sums are rounded after every step, as the column did when each event
+// was one `UPDATE`.
 use domain::workorder::{
-    Billing, Origin, Priority, Sla, SlaAlert, SlaTarget, Status, TimeEntry, WorkOrder,
+    round_money, Billing, Origin, Priority, Sla, SlaAlert, SlaTarget, Status, TimeEntry, WorkOrder,
     WorkOrderEvent,
 };
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
@@ -77,13 +80,6 @@ fn money(mut value: Decimal) -> Decimal {
         value.rescale(2);
     }
     value
-}
-
-/// A value as a `numeric(14,2)` column stores it: rounded to two places, half away from zero
-/// (PostgreSQL's rounding). The order's sums are rounded after every step, as the column did
-/// when each event was one `UPDATE`.
-fn stored_money(value: Decimal) -> Decimal {
-    money(value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero))
 }
 
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
@@ -439,8 +435,7 @@ impl Order {
         };
         if billing == Billing::Billable.as_str() {
             self.billable_minutes = sum(self.billable_minutes)?;
-            self.billable_amount =
-                stored_money(self.billable_amount + amount * Decimal::from(sign));
+            self.billable_amount = round_money(self.billable_amount + amount * Decimal::from(sign));
         } else if billing == Billing::Contract.as_str() {
             self.contract_minutes = sum(self.contract_minutes)?;
         }
@@ -610,7 +605,7 @@ impl Fold {
                     Some(slot) => {
                         if let Some(row) = slot.take_if(|row| row.work_order_id == id) {
                             // Taken off as the table stored it.
-                            let amount = stored_money(row.amount);
+                            let amount = round_money(row.amount);
                             order.count_entry(row.billing, row.minutes, amount, -1)?;
                         }
                     }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::{self, Principal};
+use crate::console::two_ids;
 use crate::console::{
     capitalise, company_for_tab, csrf_refusal, display_time, error_page, form_done, internal_page,
     not_found_page, path_uuid, redirect_with_flash, CompanyTab, CompanyTabs, Cookies, FormParts,
@@ -432,14 +433,6 @@ async fn create_asset(
 }
 
 /// The two ids of a path such as `/credentials/{id}/shares/{share_id}` (`None`: not UUIDs).
-fn two_ids(path: Result<Path<(String, String)>, PathRejection>) -> Option<(Uuid, Uuid)> {
-    let Path((first, second)) = path.ok()?;
-    Some((
-        Uuid::parse_str(&first).ok()?,
-        Uuid::parse_str(&second).ok()?,
-    ))
-}
-
 /// A refusal from the shared operations, as a console page.
 fn api_error_page(cookies: &Cookies, error: ApiError) -> Response {
     match error {

@@ -607,6 +607,18 @@ struct NewCompanyPage {
 
 /// True for a request htmx sent (it wants a fragment, not a page).
 /// The id in a console path (`None`: not a UUID, so nothing there: the 404 page).
+/// The two ids of a console path such as `/assets/{id}/documents/{document_id}`; `None` when
+/// either is not a UUID (the caller answers with the 404 page).
+pub(crate) fn two_ids(
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> Option<(Uuid, Uuid)> {
+    let Path((first, second)) = path.ok()?;
+    Some((
+        Uuid::parse_str(&first).ok()?,
+        Uuid::parse_str(&second).ok()?,
+    ))
+}
+
 pub(crate) fn path_uuid(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Option<Uuid> {

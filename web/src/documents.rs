@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::console::{
     csrf_refusal, error_page, internal_page, not_found_page, path_uuid, redirect_with_flash,
-    Cookies, FormParts,
+    two_ids, Cookies, FormParts,
 };
 use crate::AppState;
 
@@ -236,10 +236,7 @@ async fn download_work_order_attachment(
     if let Err(refused) = me.require(Action::ViewWorkOrders) {
         return refused.into_response();
     }
-    let Ok(Path((id, document_id))) = path else {
-        return not_found_page();
-    };
-    let (Ok(id), Ok(document_id)) = (Uuid::parse_str(&id), Uuid::parse_str(&document_id)) else {
+    let Some((id, document_id)) = two_ids(path) else {
         return not_found_page();
     };
     let Ok(order) = crate::work_orders::load(&state, &me, id).await else {

@@ -2121,9 +2121,7 @@ async fn revoke_link(
     if let Err(refused) = me.require(Action::EditWorkOrders) {
         return refused.into_response();
     }
-    let ids = path
-        .ok()
-        .and_then(|Path((a, b))| Some((Uuid::parse_str(&a).ok()?, Uuid::parse_str(&b).ok()?)));
+    let ids = crate::console::two_ids(path);
     let Some((id, link_id)) = ids else {
         return not_found_page();
     };
@@ -2165,9 +2163,7 @@ async fn remove_entry(
     if let Err(refused) = me.require(Action::LogTime) {
         return refused.into_response();
     }
-    let ids = path
-        .ok()
-        .and_then(|Path((a, b))| Some((Uuid::parse_str(&a).ok()?, Uuid::parse_str(&b).ok()?)));
+    let ids = crate::console::two_ids(path);
     let Some((id, entry_id)) = ids else {
         return not_found_page();
     };

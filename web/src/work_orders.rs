@@ -938,12 +938,6 @@ pub async fn issue_link(
 // JSON API
 // ---------------------------------------------------------------------------------------------
 
-/// Money with exactly two places (PostgreSQL hands back a zero `numeric` without its scale).
-fn money(mut value: rust_decimal::Decimal) -> rust_decimal::Decimal {
-    value.rescale(2);
-    value
-}
-
 /// The SLA of an order: due times in RFC 3339 (null without a policy for its priority).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SlaJson {
@@ -1034,7 +1028,7 @@ impl From<WorkOrderRow> for WorkOrderJson {
             },
             billable_minutes: r.billable_minutes,
             contract_minutes: r.contract_minutes,
-            billable_amount: money(r.billable_amount),
+            billable_amount: r.billable_amount,
             comments: r.comments,
             rating: r.rating,
             version: r.version,
@@ -1421,8 +1415,8 @@ impl From<read::TimeEntryRow> for TimeEntryJson {
             note: r.note,
             billing: r.billing,
             after_hours: r.after_hours,
-            rate: money(r.rate),
-            amount: money(r.amount),
+            rate: r.rate,
+            amount: r.amount,
             invoice_id: r.invoice_id,
             started_at: r.started_at,
             ended_at: r.ended_at,
@@ -1846,7 +1840,7 @@ pub async fn unbilled_api(State(state): State<AppState>, me: Principal) -> Respo
                     company_name: r.company_name,
                     entries: r.entries,
                     minutes: r.minutes,
-                    amount: money(r.amount),
+                    amount: r.amount,
                 })
                 .collect(),
         })
