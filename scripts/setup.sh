@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent system set-up for SupportTracker on Debian/Ubuntu with Rust installed.
 # Installs what is missing: PostgreSQL >= 15 server binaries (package `postgresql`),
-# pkg-config, cargo-nextest, and (when ST_NEED_BROWSER=1) chromium + chromium-driver.
+# pkg-config, cargo-nextest, and (when ST_NEED_BROWSER=1) the test tools: chromium +
+# chromium-driver, and python3-aiosmtpd (the SMTP server of the tests).
 # Fast (well under 2 s) when everything is already there.
 set -euo pipefail
 
@@ -41,6 +42,8 @@ if [ "${ST_NEED_BROWSER:-0}" = 1 ]; then
     { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } \
         || apt_pkgs+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || apt_pkgs+=(chromium-driver)
+    # The integration tests' SMTP server (tests/src/smtp.rs).
+    /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || apt_pkgs+=(python3-aiosmtpd)
 fi
 
 # How to run privileged commands: directly as root, sudo without a password, or not at all.

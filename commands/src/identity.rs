@@ -292,8 +292,36 @@ pub struct NewPerson {
 /// Invites a person into `meta`'s tenant: reserves their address, adds them as a member with
 /// their role, creates them with a one-time invitation link and queues the message carrying
 /// it. Sent again with the same command id, it creates nothing more.
+/// The sealed set holding the link of the message a command sends (an invitation, a password
+/// reset): the notifications consumer finds it from the event's command id.
+pub fn link_secret_id(command_id: Uuid) -> Uuid {
+    Uuid::new_v5(&command_id, b"notification-link")
+}
+
+/// Seals `link` for the notification of the command `meta` (before its event is appended, so
+/// the consumer never meets the event without its link).
+async fn seal_link(
+    vault: &crate::secrets::Vault,
+    store: &EventStore,
+    meta: &EventMeta,
+    user_id: Uuid,
+    link: &str,
+) -> Result<(), String> {
+    vault
+        .seal_link(
+            store.pool(),
+            meta.tenant_id,
+            user_id,
+            link_secret_id(meta.command_id),
+            link,
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
 pub async fn invite(
     store: &EventStore,
+    vault: &crate::secrets::Vault,
     meta: &EventMeta,
     person: NewPerson,
     public_url: &str,
@@ -331,6 +359,10 @@ pub async fn invite(
     }
     let (token, token_digest) = new_token("iv_");
     let expires_at = chrono::Utc::now() + INVITATION_LIFETIME;
+    let link = format!("{public_url}/invitation/{user_id}/{token}");
+    seal_link(vault, store, meta, user_id, &link)
+        .await
+        .map_err(failed)?;
     let created = store
         .create::<User>(
             &user_id.to_string(),
@@ -357,7 +389,6 @@ pub async fn invite(
             "this invitation was already sent; use \"send again\" for a new link".into(),
         ));
     }
-    let link = format!("{public_url}/invitation/{user_id}/{token}");
     send_invitation(
         store.pool(),
         tenant_id,
@@ -379,12 +410,22 @@ pub async fn invite(
 /// A new invitation link for a person who has not accepted yet; the old link stops working.
 pub async fn renew_invitation(
     store: &EventStore,
+    vault: &crate::secrets::Vault,
     meta: &EventMeta,
     user_id: Uuid,
     public_url: &str,
 ) -> Result<Invitation, InviteError> {
     let (token, token_digest) = new_token("iv_");
     let expires_at = chrono::Utc::now() + INVITATION_LIFETIME;
+    seal_link(
+        vault,
+        store,
+        meta,
+        user_id,
+        &format!("{public_url}/invitation/{user_id}/{token}"),
+    )
+    .await
+    .map_err(InviteError::Failed)?;
     let done = store
         .execute::<User>(
             &user_id.to_string(),

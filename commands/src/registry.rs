@@ -75,6 +75,7 @@ pub const AGGREGATES: &[AggregateKind] = &[
     kind::<domain::tenant::Tenant>(),
     kind::<domain::user::User>(),
     kind::<domain::workorder::WorkOrder>(),
+    kind::<domain::notification::Notification>(),
 ];
 
 pub fn find(name: &str) -> Option<&'static AggregateKind> {

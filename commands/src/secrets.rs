@@ -171,6 +171,34 @@ impl Vault {
         Ok(())
     }
 
+    /// Seals the secret link of a message (an invitation, a password reset, a status link) as
+    /// the set `secret_id` (field `link`) of the record `owner`. Sealing the same set again
+    /// keeps the first link.
+    pub async fn seal_link(
+        &self,
+        pool: &PgPool,
+        tenant_id: Uuid,
+        owner: Uuid,
+        secret_id: Uuid,
+        link: &str,
+    ) -> Result<(), VaultError> {
+        self.store(pool, tenant_id, owner, secret_id, &[("link", link)])
+            .await
+    }
+
+    /// The link sealed as `secret_id`, if any.
+    pub async fn open_link(
+        &self,
+        pool: &PgPool,
+        tenant_id: Uuid,
+        secret_id: Uuid,
+    ) -> Result<Option<String>, VaultError> {
+        Ok(self
+            .open_set(pool, tenant_id, secret_id)
+            .await?
+            .remove("link"))
+    }
+
     /// Opens the set `secret_id` of `tenant_id`: field name → plaintext.
     pub async fn open_set(
         &self,

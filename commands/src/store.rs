@@ -51,6 +51,7 @@ impl StoredAggregate for domain::sequence::NumberSequence {}
 impl StoredAggregate for domain::tenant::Tenant {}
 impl StoredAggregate for domain::user::User {}
 impl StoredAggregate for domain::workorder::WorkOrder {}
+impl StoredAggregate for domain::notification::Notification {}
 
 /// What to do when another writer appended to the same aggregate first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

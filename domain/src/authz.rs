@@ -48,10 +48,16 @@ pub enum Action {
     RequestWork,
     /// Business hours, SLA policies, work types and rates, technicians' labour costs.
     ServiceSettings,
+    /// See the delivery log: every message sent or not, its content (links hidden) and
+    /// its outcome.
+    ViewNotifications,
+    /// Resend messages; change message templates; set up the SMTP server and the SMS
+    /// provider, and send test messages.
+    ManageNotifications,
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 20] = [
         Action::ViewCompanies,
         Action::EditCompanies,
         Action::SetCompanyRate,
@@ -70,6 +76,8 @@ impl Action {
         Action::LogTime,
         Action::RequestWork,
         Action::ServiceSettings,
+        Action::ViewNotifications,
+        Action::ManageNotifications,
     ];
 
     /// How the action reads in the matrix.
@@ -101,6 +109,10 @@ impl Action {
             Action::ServiceSettings => {
                 "Business hours, SLA policies, work types and rates, labour costs"
             }
+            Action::ViewNotifications => "See the delivery log of email and SMS messages",
+            Action::ManageNotifications => {
+                "Resend messages; message templates; email and SMS providers, test messages"
+            }
         }
     }
 
@@ -126,6 +138,8 @@ impl Action {
             Action::LogTime => &[Owner, Admin, Technician],
             Action::RequestWork => &[Client],
             Action::ServiceSettings => &[Owner, Admin],
+            Action::ViewNotifications => &[Owner, Admin, Accountant],
+            Action::ManageNotifications => &[Owner, Admin],
         }
     }
 }

@@ -165,6 +165,31 @@ pub struct Contact {
     pub details: ContactDetails,
     /// Left the customer company: kept for history, not offered for new work.
     pub former: bool,
+    /// Which notifications reach this person, and how.
+    #[serde(default)]
+    pub notifications: NotificationPreferences,
+}
+
+/// A person's choice of channels. By default every channel the person has an address for is
+/// used (email when there is an email address, SMS when there is a cell phone); a channel
+/// switched off is not used, and `opted_out` stops every message about work orders, invoices
+/// and payments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationPreferences {
+    pub email: bool,
+    pub sms: bool,
+    #[serde(default)]
+    pub opted_out: bool,
+}
+
+impl Default for NotificationPreferences {
+    fn default() -> Self {
+        Self {
+            email: true,
+            sms: true,
+            opted_out: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +204,9 @@ pub enum ContactCommand {
     },
     MarkFormer,
     MarkCurrent,
+    SetNotifications {
+        preferences: NotificationPreferences,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,6 +220,9 @@ pub enum ContactEvent {
     },
     ContactLeft {},
     ContactReturned {},
+    ContactNotificationsChanged {
+        preferences: NotificationPreferences,
+    },
 }
 
 impl DomainEvent for ContactEvent {
@@ -201,6 +232,7 @@ impl DomainEvent for ContactEvent {
             Self::ContactUpdated { .. } => "ContactUpdated",
             Self::ContactLeft { .. } => "ContactLeft",
             Self::ContactReturned { .. } => "ContactReturned",
+            Self::ContactNotificationsChanged { .. } => "ContactNotificationsChanged",
         }
         .to_string()
     }
@@ -274,6 +306,13 @@ impl Contact {
                 }
                 Ok(vec![E::ContactReturned {}])
             }
+            ContactCommand::SetNotifications { preferences } => {
+                Ok(if preferences == self.notifications {
+                    vec![]
+                } else {
+                    vec![E::ContactNotificationsChanged { preferences }]
+                })
+            }
         }
     }
 }
@@ -310,6 +349,9 @@ impl Aggregate for Contact {
             ContactEvent::ContactUpdated { details } => self.details = details,
             ContactEvent::ContactLeft {} => self.former = true,
             ContactEvent::ContactReturned {} => self.former = false,
+            ContactEvent::ContactNotificationsChanged { preferences } => {
+                self.notifications = preferences
+            }
         }
     }
 }

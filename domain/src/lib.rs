@@ -11,6 +11,7 @@ pub mod coverage;
 pub mod credential;
 pub mod error;
 pub mod identity;
+pub mod notification;
 pub mod sequence;
 pub mod template;
 pub mod tenant;

@@ -12,6 +12,8 @@ use uuid::Uuid;
 use crate::business_hours::BusinessHours;
 use crate::coverage::{WorkType, DEFAULT_WORK_TYPES};
 use crate::identity::{Currency, Role, TimeZone};
+use crate::notification::{EmailProvider, SmsProvider};
+use crate::template::{Kind, Template};
 use crate::values::Amount;
 use crate::workorder::{Priority, SlaPolicy};
 use crate::{ErrorKind, HasErrorKind};
@@ -56,6 +58,15 @@ pub struct Tenant {
     /// The hourly rate of billable work when neither the company nor the work type has one.
     #[serde(default)]
     pub default_hourly_rate: Option<Amount>,
+    /// The tenant's own wording of messages; a kind without one uses `Template::default_for`.
+    #[serde(default)]
+    pub templates: BTreeMap<Kind, Template>,
+    /// The tenant's own SMTP server; `None`: the deployment's (`ST_SMTP_URL`), if any.
+    #[serde(default)]
+    pub email_provider: Option<EmailProvider>,
+    /// The tenant's own SMS provider; `None`: the deployment's (`ST_TWILIO_*`), if any.
+    #[serde(default)]
+    pub sms_provider: Option<SmsProvider>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +125,17 @@ pub enum TenantCommand {
         user_id: Uuid,
         hourly_cost: Option<Amount>,
     },
+    /// Checked with `Template::check`; `None`: back to the shipped wording.
+    SetTemplate {
+        kind: Kind,
+        template: Option<Template>,
+    },
+    SetEmailProvider {
+        provider: Option<EmailProvider>,
+    },
+    SetSmsProvider {
+        provider: Option<SmsProvider>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +193,16 @@ pub enum TenantEvent {
         user_id: Uuid,
         hourly_cost: Option<Amount>,
     },
+    TemplateChanged {
+        kind: Kind,
+        template: Option<Template>,
+    },
+    EmailProviderChanged {
+        provider: Option<EmailProvider>,
+    },
+    SmsProviderChanged {
+        provider: Option<SmsProvider>,
+    },
 }
 
 impl DomainEvent for TenantEvent {
@@ -189,6 +221,9 @@ impl DomainEvent for TenantEvent {
             Self::SlaPoliciesChanged { .. } => "SlaPoliciesChanged",
             Self::WorkSettingsChanged { .. } => "WorkSettingsChanged",
             Self::LabourCostChanged { .. } => "LabourCostChanged",
+            Self::TemplateChanged { .. } => "TemplateChanged",
+            Self::EmailProviderChanged { .. } => "EmailProviderChanged",
+            Self::SmsProviderChanged { .. } => "SmsProviderChanged",
         }
         .to_string()
     }
@@ -224,15 +259,19 @@ pub enum TenantError {
     EscalateToStaff,
     #[error("there must be at least one work type, each named once")]
     WorkTypes,
+    #[error("the template uses a placeholder its kind of message does not have")]
+    InvalidTemplate,
 }
 
 impl HasErrorKind for TenantError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NotFound | Self::NotMember => ErrorKind::NotFound,
-            Self::InvalidName | Self::ClientCompany | Self::EscalateToStaff | Self::WorkTypes => {
-                ErrorKind::Invalid
-            }
+            Self::InvalidName
+            | Self::ClientCompany
+            | Self::EscalateToStaff
+            | Self::WorkTypes
+            | Self::InvalidTemplate => ErrorKind::Invalid,
             Self::AlreadyCreated
             | Self::AlreadyMember
             | Self::StaffClientSwitch
@@ -253,6 +292,14 @@ fn checked_name(name: &str) -> Result<String, TenantError> {
 }
 
 impl Tenant {
+    /// The wording of `kind`'s messages: the tenant's own, or the shipped one.
+    pub fn template(&self, kind: Kind) -> Template {
+        self.templates
+            .get(&kind)
+            .cloned()
+            .unwrap_or_else(|| Template::default_for(kind))
+    }
+
     fn member(&self, user_id: Uuid) -> Result<&Member, TenantError> {
         self.members.get(&user_id).ok_or(TenantError::NotMember)
     }
@@ -513,6 +560,31 @@ impl Tenant {
                     }]
                 }
             }
+            TenantCommand::SetTemplate { kind, template } => {
+                let template = template.filter(|t| *t != Template::default_for(kind));
+                if let Some(t) = &template {
+                    t.check(kind).map_err(|_| TenantError::InvalidTemplate)?;
+                }
+                if self.templates.get(&kind) == template.as_ref() {
+                    vec![]
+                } else {
+                    vec![E::TemplateChanged { kind, template }]
+                }
+            }
+            TenantCommand::SetEmailProvider { provider } => {
+                if self.email_provider == provider {
+                    vec![]
+                } else {
+                    vec![E::EmailProviderChanged { provider }]
+                }
+            }
+            TenantCommand::SetSmsProvider { provider } => {
+                if self.sms_provider == provider {
+                    vec![]
+                } else {
+                    vec![E::SmsProviderChanged { provider }]
+                }
+            }
         })
     }
 }
@@ -598,6 +670,16 @@ impl Aggregate for Tenant {
                 self.asset_categories = categories;
             }
             TenantEvent::BusinessHoursChanged { hours } => self.business_hours = Some(hours),
+            TenantEvent::TemplateChanged { kind, template } => match template {
+                Some(template) => {
+                    self.templates.insert(kind, template);
+                }
+                None => {
+                    self.templates.remove(&kind);
+                }
+            },
+            TenantEvent::EmailProviderChanged { provider } => self.email_provider = provider,
+            TenantEvent::SmsProviderChanged { provider } => self.sms_provider = provider,
             TenantEvent::SlaPoliciesChanged {
                 policies,
                 escalate_to,

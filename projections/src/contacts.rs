@@ -52,6 +52,8 @@ impl Projection for ContactsProjection {
                 .map_err(|_| at(format!("contact id {:?}", event.aggregate_id)))?;
             let tenant_id = event.meta.as_ref().map_err(|e| at(e.clone()))?.tenant_id;
             let sql = match decode(event).map_err(at)? {
+                // Preferences live on the aggregate: the notifier loads it.
+                ContactEvent::ContactNotificationsChanged { .. } => continue,
                 ContactEvent::ContactAdded {
                     company_id,
                     details: d,

@@ -7,6 +7,7 @@ use domain::company::{CompanyEvent, CustomerStatus};
 use domain::contact::ContactEvent;
 use domain::credential::CredentialEvent;
 use domain::identity::TimeZone;
+use domain::notification::{NotificationEvent, SmsProvider};
 use domain::sequence::SequenceEvent;
 use domain::tenant::TenantEvent;
 use domain::user::UserEvent;
@@ -64,6 +65,21 @@ pub fn summary(aggregate_type: &str, event_type: &str, payload: &Value) -> Strin
             Ok(ContactEvent::ContactUpdated { details }) => format!("{} updated", details.name),
             Ok(ContactEvent::ContactLeft {}) => "Left the company".into(),
             Ok(ContactEvent::ContactReturned {}) => "Back at the company".into(),
+            Ok(ContactEvent::ContactNotificationsChanged { preferences: p }) => {
+                if p.opted_out {
+                    "Opted out of notifications".into()
+                } else {
+                    let channels: Vec<&str> = [(p.email, "email"), (p.sms, "SMS")]
+                        .into_iter()
+                        .filter_map(|(on, name)| on.then_some(name))
+                        .collect();
+                    if channels.is_empty() {
+                        "Notifications switched off".into()
+                    } else {
+                        format!("Notifications by {}", channels.join(" and "))
+                    }
+                }
+            }
             Err(_) => humanize(event_type),
         },
         "asset" => match serde_json::from_value::<AssetEvent>(payload.clone()) {
@@ -88,6 +104,10 @@ pub fn summary(aggregate_type: &str, event_type: &str, payload: &Value) -> Strin
         },
         "work_order" => match serde_json::from_value::<WorkOrderEvent>(payload.clone()) {
             Ok(event) => work_order_event_summary(&event, None),
+            Err(_) => humanize(event_type),
+        },
+        "notification" => match serde_json::from_value::<NotificationEvent>(payload.clone()) {
+            Ok(event) => notification_event_summary(&event),
             Err(_) => humanize(event_type),
         },
         _ => humanize(event_type),
@@ -167,6 +187,67 @@ fn tenant_event_summary(event: &TenantEvent) -> String {
         TenantEvent::LabourCostChanged { hourly_cost, .. } => match hourly_cost {
             Some(cost) => format!("Labour cost set to {cost} an hour"),
             None => "Labour cost cleared".into(),
+        },
+        TenantEvent::TemplateChanged { kind, template } => match template {
+            Some(_) => format!("Message template \"{}\" changed", kind.as_str()),
+            None => format!("Message template \"{}\" back to the default", kind.as_str()),
+        },
+        TenantEvent::EmailProviderChanged { provider } => match provider {
+            Some(p) => format!("Email sent through {}", p.url),
+            None => "Email back to the deployment's server".into(),
+        },
+        TenantEvent::SmsProviderChanged { provider } => match provider {
+            Some(SmsProvider::Twilio { from, .. }) => {
+                format!("SMS sent through Twilio from {from}")
+            }
+            Some(SmsProvider::Gateway { url, .. }) => format!("SMS sent through {url}"),
+            None => "SMS back to the deployment's provider".into(),
+        },
+    }
+}
+
+/// The sentence for a notification event.
+fn notification_event_summary(event: &NotificationEvent) -> String {
+    match event {
+        NotificationEvent::NotificationQueued(q) => format!(
+            "{} to {} by {} queued",
+            q.kind.as_str().replace('_', " "),
+            q.recipient.address,
+            q.channel.as_str()
+        ),
+        NotificationEvent::NotificationRefused { queued, reason, .. } => format!(
+            "{} to {} not sent: {reason}",
+            queued.kind.as_str().replace('_', " "),
+            queued.recipient.address
+        ),
+        NotificationEvent::NotificationSkipped { reason } => format!("Not sent: {reason}"),
+        NotificationEvent::NotificationAttempted {
+            attempt, provider, ..
+        } => format!("Handed to {provider} (attempt {attempt})"),
+        NotificationEvent::NotificationSent {
+            provider_message_id,
+            ..
+        } => format!("Sent ({provider_message_id})"),
+        NotificationEvent::NotificationFailed {
+            error,
+            permanent,
+            retry_at,
+            ..
+        } => match (permanent, retry_at) {
+            (false, Some(at)) => format!(
+                "Failed: {error}; next try {}",
+                at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            _ => format!("Failed for good: {error}"),
+        },
+        NotificationEvent::NotificationUnconfirmed { attempt, .. } => format!(
+            "Attempt {attempt} was interrupted: it may have gone out; not sent again on its own"
+        ),
+        NotificationEvent::NotificationDeliveryReported {
+            status, error_code, ..
+        } => match error_code {
+            Some(code) => format!("Provider reports {status} (error {code})"),
+            None => format!("Provider reports {status}"),
         },
     }
 }

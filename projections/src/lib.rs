@@ -12,6 +12,7 @@ pub mod contacts;
 pub mod credentials;
 pub mod event;
 pub mod history;
+pub mod notifications;
 pub mod projection;
 pub mod rebuild;
 pub mod runner;
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(assets::AssetsProjection),
         Arc::new(work_orders::WorkOrdersProjection),
         Arc::new(credentials::CredentialsProjection),
+        Arc::new(notifications::NotificationsProjection),
         Arc::new(search::SearchProjection),
         Arc::new(activity::ActivityProjection),
     ]

@@ -316,7 +316,8 @@ impl Wakeups {
         Self { local, remote }
     }
 
-    async fn wait(&mut self, timeout: Duration) {
+    /// Returns on the next wake-up, or after `timeout`.
+    pub async fn wait(&mut self, timeout: Duration) {
         tokio::select! {
             _ = self.local.changed() => {}
             _ = self.remote.changed() => {}
@@ -427,7 +428,10 @@ async fn held_back(pool: &PgPool, name: &str) -> bool {
 
 /// Takes the projection's session advisory lock on a dedicated connection; `None` when another
 /// process holds it.
-async fn lock(pool: &PgPool, name: &str) -> Result<Option<PoolConnection<Postgres>>, sqlx::Error> {
+pub async fn lock(
+    pool: &PgPool,
+    name: &str,
+) -> Result<Option<PoolConnection<Postgres>>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(lock_key(name))

@@ -391,6 +391,7 @@ impl Projection for SearchProjection {
                     }
                     ContactEvent::ContactLeft {} => batch.set_inactive(key, true),
                     ContactEvent::ContactReturned {} => batch.set_inactive(key, false),
+                    ContactEvent::ContactNotificationsChanged { .. } => {}
                 },
                 "asset" => match crate::assets::decode(event).map_err(at)? {
                     AssetEvent::AssetRegistered { tag, details, .. } => {

@@ -34,10 +34,19 @@ impl ProjectionStatus {
     }
 }
 
-/// The status of every projection this build knows.
+/// Consumers of the log that are not read models (never rebuilt) but keep a checkpoint in
+/// `projection_checkpoints` like projections: name and version.
+pub const CONSUMERS: &[(&str, i32)] = &[("notifier", 1)];
+
+/// The status of every projection and consumer this build knows.
 pub async fn all(pool: &PgPool) -> Result<Vec<ProjectionStatus>, sqlx::Error> {
     let mut out = Vec::new();
-    for projection in crate::all() {
+    let names = crate::all()
+        .iter()
+        .map(|p| (p.name(), p.version()))
+        .chain(CONSUMERS.iter().copied())
+        .collect::<Vec<_>>();
+    for (name, version) in names {
         let row = sqlx::query(
             "SELECT c.version, c.tx_id::text, c.position, c.events_applied, c.status,
                     c.failed_position, c.last_error, c.updated_at,
@@ -46,14 +55,14 @@ pub async fn all(pool: &PgPool) -> Result<Vec<ProjectionStatus>, sqlx::Error> {
                         LIMIT $2) lagging) AS lag
                FROM projection_checkpoints c WHERE c.name = $1",
         )
-        .bind(projection.name())
+        .bind(name)
         .bind(LAG_COUNT_CAP)
         .fetch_optional(pool)
         .await?;
         out.push(match row {
             Some(r) => ProjectionStatus {
-                name: projection.name().to_string(),
-                version: projection.version(),
+                name: name.to_string(),
+                version,
                 stored_version: Some(r.try_get(0)?),
                 checkpoint: position_from(r.try_get(1)?, r.try_get(2)?),
                 events_applied: r.try_get(3)?,
@@ -64,8 +73,8 @@ pub async fn all(pool: &PgPool) -> Result<Vec<ProjectionStatus>, sqlx::Error> {
                 lag: r.try_get(8)?,
             },
             None => ProjectionStatus {
-                name: projection.name().to_string(),
-                version: projection.version(),
+                name: name.to_string(),
+                version,
                 stored_version: None,
                 checkpoint: Position::START,
                 events_applied: 0,

@@ -145,7 +145,10 @@ async fn apply_tenant(
         | TenantEvent::BusinessHoursChanged { .. }
         | TenantEvent::SlaPoliciesChanged { .. }
         | TenantEvent::WorkSettingsChanged { .. }
-        | TenantEvent::LabourCostChanged { .. } => return Ok(()),
+        | TenantEvent::LabourCostChanged { .. }
+        | TenantEvent::TemplateChanged { .. }
+        | TenantEvent::EmailProviderChanged { .. }
+        | TenantEvent::SmsProviderChanged { .. } => return Ok(()),
     };
     let mut query = sqlx::query(&sql).bind(tenant_id).bind(user_id).bind(at);
     if let Some(role) = role {

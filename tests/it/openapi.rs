@@ -15,6 +15,10 @@ const REVEAL: &str = "/api/v1/credentials/{id}/reveal";
 const TIMER_START: &str = "/api/v1/work-orders/{id}/timer/start";
 /// A status link is shown once, so a retry cannot answer with the first outcome: no key.
 const LINKS: &str = "/api/v1/work-orders/{id}/links";
+/// Resending a message takes no body.
+const RESEND: &str = "/api/v1/notifications/{id}/resend";
+/// A template's preview changes nothing: no key.
+const PREVIEW: &str = "/api/v1/notification-templates/{kind}/preview";
 
 const OPERATIONS: &[(&str, &str, &[u16])] = &[
     ("/api/v1/assets", "get", &[400, 401, 403, 500]),
@@ -237,6 +241,74 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         &[400, 401, 403, 404, 409, 500],
     ),
     ("/api/v1/unbilled-work", "get", &[401, 403, 500]),
+    (
+        "/api/v1/contacts/{id}/notifications",
+        "get",
+        &[400, 401, 403, 404, 500],
+    ),
+    (
+        "/api/v1/contacts/{id}/notifications",
+        "put",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
+    ("/api/v1/notifications", "get", &[400, 401, 403, 422, 500]),
+    (
+        "/api/v1/notifications/{id}",
+        "get",
+        &[400, 401, 403, 404, 500],
+    ),
+    (
+        "/api/v1/notifications/{id}/resend",
+        "post",
+        &[400, 401, 403, 404, 409, 500],
+    ),
+    (
+        "/api/v1/notifications/test",
+        "post",
+        &[400, 401, 403, 409, 413, 415, 422, 500],
+    ),
+    ("/api/v1/notification-templates", "get", &[401, 403, 500]),
+    (
+        "/api/v1/notification-templates/{kind}",
+        "get",
+        &[401, 403, 404, 500],
+    ),
+    (
+        "/api/v1/notification-templates/{kind}",
+        "put",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/notification-templates/{kind}",
+        "delete",
+        &[400, 401, 403, 404, 409, 500],
+    ),
+    (
+        "/api/v1/notification-templates/{kind}/preview",
+        "post",
+        &[400, 401, 403, 404, 413, 415, 422, 500],
+    ),
+    ("/api/v1/settings/notifications", "get", &[401, 403, 500]),
+    (
+        "/api/v1/settings/notifications/email",
+        "put",
+        &[400, 401, 403, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/settings/notifications/email",
+        "delete",
+        &[400, 401, 403, 409, 500],
+    ),
+    (
+        "/api/v1/settings/notifications/sms",
+        "put",
+        &[400, 401, 403, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/settings/notifications/sms",
+        "delete",
+        &[400, 401, 403, 409, 500],
+    ),
     ("/healthz", "get", &[500]),
     ("/api/v1/openapi.json", "get", &[500]),
 ];
@@ -397,7 +469,18 @@ async fn the_document_is_well_formed_openapi_3() {
                 .find(|p| p["name"] == param && p["in"] == "path")
                 .unwrap_or_else(|| panic!("{name}: no path parameter {param}"));
             assert_eq!(p["required"], true);
-            assert_eq!(p["schema"]["format"], "uuid");
+            if param == "kind" {
+                // A kind of message: one of a documented list, not an id.
+                let kinds = &deref(&doc, &p["schema"])["enum"];
+                assert!(
+                    kinds
+                        .as_array()
+                        .is_some_and(|k| k.contains(&json!("work_order_created"))),
+                    "{name}: {kinds}"
+                );
+            } else {
+                assert_eq!(p["schema"]["format"], "uuid");
+            }
         }
 
         // Every operation but the public ones asks for the bearer token and says what a
@@ -447,7 +530,9 @@ async fn the_document_is_well_formed_openapi_3() {
             );
         }
 
-        if (*method == "post" || *method == "patch") && ![REVEAL, TIMER_START].contains(path) {
+        if (*method == "post" || *method == "patch")
+            && ![REVEAL, TIMER_START, RESEND].contains(path)
+        {
             let body = &op["requestBody"];
             assert_eq!(body["required"], true, "{name}");
             let schema = deref(&doc, &body["content"]["application/json"]["schema"]);
@@ -455,7 +540,7 @@ async fn the_document_is_well_formed_openapi_3() {
         }
         // Writes may be retried safely (sign-in makes a new token each time: no key).
         // A reveal takes no body and is recorded each time it is asked: no key either.
-        if ["post", "patch"].contains(method) && ![SIGN_IN, REVEAL, LINKS].contains(path) {
+        if ["post", "patch"].contains(method) && ![SIGN_IN, REVEAL, LINKS, PREVIEW].contains(path) {
             let key = params
                 .iter()
                 .find(|p| p["name"] == "Idempotency-Key")
@@ -872,4 +957,139 @@ async fn the_token_endpoints_answer_as_documented() {
         )
         .await;
     assert_matches(&doc, sign_in, "post", 429, &locked);
+}
+
+#[tokio::test]
+async fn the_notification_endpoints_answer_as_documented() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    let send = |method: Method, path: String, body: Option<Value>| {
+        let app = &app;
+        async move {
+            app.request(method, &path, body.map(|b| b.to_string()).as_deref())
+                .await
+        }
+    };
+    let settings = "/api/v1/settings/notifications";
+    let email = "/api/v1/settings/notifications/email";
+    let sms = "/api/v1/settings/notifications/sms";
+    let log = "/api/v1/notifications";
+    let one = "/api/v1/notifications/{id}";
+    let templates = "/api/v1/notification-templates";
+    let template = "/api/v1/notification-templates/{kind}";
+
+    let none = send(Method::GET, settings.into(), None).await;
+    assert_matches(&doc, settings, "get", 200, &none);
+    let bad = send(
+        Method::PUT,
+        email.into(),
+        Some(json!({"url": "ftp://x", "from": "x"})),
+    )
+    .await;
+    assert_matches(&doc, email, "put", 422, &bad);
+    let set = send(
+        Method::PUT,
+        email.into(),
+        Some(json!({"url": "smtp://127.0.0.1:9?tls=none", "from": "a@acme.test"})),
+    )
+    .await;
+    assert_matches(&doc, email, "put", 200, &set);
+    let gateway = send(
+        Method::PUT,
+        sms.into(),
+        Some(
+            json!({"provider": "gateway", "url": "https://sms.example.test/send",
+            "template": "to={to}&text={body}", "from": "Acme"}),
+        ),
+    )
+    .await;
+    assert_matches(&doc, sms, "put", 200, &gateway);
+
+    let queued = send(
+        Method::POST,
+        format!("{log}/test"),
+        Some(json!({"channel": "email", "to": "ann@example.test"})),
+    )
+    .await;
+    assert_matches(&doc, "/api/v1/notifications/test", "post", 201, &queued);
+    let id = queued.json()["id"].as_str().unwrap().to_owned();
+    app.settle().await;
+    assert_matches(
+        &doc,
+        log,
+        "get",
+        200,
+        &send(Method::GET, log.into(), None).await,
+    );
+    assert_matches(
+        &doc,
+        log,
+        "get",
+        422,
+        &send(Method::GET, format!("{log}?status=lost"), None).await,
+    );
+    assert_matches(
+        &doc,
+        one,
+        "get",
+        200,
+        &send(Method::GET, format!("{log}/{id}"), None).await,
+    );
+    assert_matches(
+        &doc,
+        "/api/v1/notifications/{id}/resend",
+        "post",
+        409,
+        &send(Method::POST, format!("{log}/{id}/resend"), None).await,
+    );
+
+    assert_matches(
+        &doc,
+        templates,
+        "get",
+        200,
+        &send(Method::GET, templates.into(), None).await,
+    );
+    let body =
+        json!({"subject": "Hi {organisation}", "text": "Hello", "html": "<p>Hi</p>", "sms": ""});
+    assert_matches(
+        &doc,
+        template,
+        "put",
+        200,
+        &send(Method::PUT, format!("{templates}/test"), Some(body.clone())).await,
+    );
+    assert_matches(
+        &doc,
+        "/api/v1/notification-templates/{kind}/preview",
+        "post",
+        200,
+        &send(
+            Method::POST,
+            format!("{templates}/test/preview"),
+            Some(body),
+        )
+        .await,
+    );
+    assert_matches(
+        &doc,
+        template,
+        "delete",
+        200,
+        &send(Method::DELETE, format!("{templates}/test"), None).await,
+    );
+    assert_matches(
+        &doc,
+        template,
+        "get",
+        404,
+        &send(Method::GET, format!("{templates}/postcard"), None).await,
+    );
+    assert_matches(
+        &doc,
+        sms,
+        "delete",
+        200,
+        &send(Method::DELETE, sms.into(), None).await,
+    );
 }

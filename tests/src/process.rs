@@ -159,6 +159,20 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Waits up to `timeout` for the server to end on its own; its exit status, if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM and wait.
     pub fn stop(mut self) {
         unsafe {

@@ -242,6 +242,7 @@ impl ActivityView {
             "asset" => page("/assets"),
             "credential" => page("/credentials"),
             "work_order" => page("/work-orders"),
+            "notification" => page("/notifications"),
             "tenant" => Some("/settings".to_owned()),
             _ => None,
         };

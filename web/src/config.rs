@@ -42,6 +42,8 @@ pub struct Config {
     /// (older keys, comma-separated, while rotating), `ST_MASTER_KEY_FILE`; with none of them,
     /// `<ST_DATA_DIR>/master.key`, generated on first start.
     pub keys: commands::secrets::KeyConfig,
+    /// `ST_SMTP_*`, `ST_TWILIO_*`, `ST_NOTIFY_*`: see `notify::config::NotifyConfig`.
+    pub notify: crate::notify::config::NotifyConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +162,7 @@ impl Config {
             },
             public_url,
             trust_proxy: parse("ST_TRUST_PROXY", false, "true or false")?,
+            notify: crate::notify::config::NotifyConfig::from_env()?,
         })
     }
 }

@@ -13,7 +13,9 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use commands::{CommandError, ConflictPolicy, Executed};
 use domain::authz::Action;
-use domain::contact::{Contact, ContactCommand, ContactDetails, ContactError, ContactInput};
+use domain::contact::{
+    Contact, ContactCommand, ContactDetails, ContactError, ContactInput, NotificationPreferences,
+};
 use projections::companies::{self, CompanyRow};
 use projections::contacts::{self, ContactRow};
 use serde::{Deserialize, Serialize};
@@ -28,6 +30,7 @@ use crate::console::{
     Cookies, HistoryView,
 };
 use crate::error::ApiError;
+use crate::notify::ops;
 use crate::openapi::{
     BadRequest, Conflict, Forbidden, InternalError, NotFound, PayloadTooLarge, Unauthorized,
     Unprocessable, UnsupportedMediaType,
@@ -56,6 +59,14 @@ pub fn router() -> Router<AppState> {
         )
         .route("/contacts/{id}/former", axum::routing::post(mark_former))
         .route("/contacts/{id}/current", axum::routing::post(mark_current))
+        .route(
+            "/api/v1/contacts/{id}/notifications",
+            get(get_preferences).put(set_preferences),
+        )
+        .route(
+            "/contacts/{id}/notifications",
+            axum::routing::post(save_preferences),
+        )
 }
 
 /// One of a customer company's people.
@@ -897,6 +908,8 @@ struct ContactView {
     history: Vec<HistoryView>,
     /// The assets assigned to them.
     assets: Vec<projections::assets::AssetRow>,
+    /// Which messages they get.
+    notifications: NotificationPreferences,
 }
 
 /// A contact of the asker's tenant and their company (`None`: no such contact here).
@@ -948,6 +961,11 @@ async fn contact_page(
         Ok(assets) => assets,
         Err(error) => return internal_page(error),
     };
+    let notifications = match ops::contact_preferences(&state, &me, contact.id).await {
+        Ok(preferences) => preferences,
+        Err(ApiError::NotFound(_)) => return not_found_page(),
+        Err(error) => return internal_page(error),
+    };
     ContactView {
         flash: cookies.flash.clone(),
         csrf: cookies.csrf.clone(),
@@ -956,6 +974,7 @@ async fn contact_page(
         company,
         history,
         assets,
+        notifications,
     }
     .into_response()
 }
@@ -1051,6 +1070,199 @@ async fn edit_contact(
             "That cannot be done now",
             &format!("{}.", capitalise(&error.to_string())),
         ),
+        Err(error) => internal_page(error),
+    }
+}
+
+// ---- A contact's notification preferences (issue 6): which channels they get messages on,
+// and whether they opted out of messages about work orders, invoices and payments.
+
+/// Which messages a contact gets: by email and by SMS (each when they have an address for
+/// it); `opted_out` stops every message about work orders, invoices and payments.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ContactNotifications, example = json!({"email": true, "sms": false, "opted_out": false}))]
+pub struct PreferencesJson {
+    email: bool,
+    sms: bool,
+    opted_out: bool,
+}
+
+impl From<NotificationPreferences> for PreferencesJson {
+    fn from(p: NotificationPreferences) -> Self {
+        Self {
+            email: p.email,
+            sms: p.sms,
+            opted_out: p.opted_out,
+        }
+    }
+}
+
+/// A contact's notification preferences: all three are required.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ContactNotificationsBody, example = json!({"email": true, "sms": false, "opted_out": false}))]
+pub struct PreferencesBody {
+    #[serde(default)]
+    #[schema(value_type = bool, required = true)]
+    email: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = bool, required = true)]
+    sms: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = bool, required = true)]
+    opted_out: Option<serde_json::Value>,
+}
+
+impl PreferencesBody {
+    /// The preferences, or each field that is not `true` or `false`.
+    fn preferences(&self) -> Result<NotificationPreferences, ApiError> {
+        let mut errors = Vec::new();
+        let mut flag = |field: &'static str, value: &Option<serde_json::Value>| match value {
+            Some(serde_json::Value::Bool(b)) => *b,
+            _ => {
+                errors.push(domain::ValidationError::new(
+                    field,
+                    "is required: true or false",
+                ));
+                false
+            }
+        };
+        let preferences = NotificationPreferences {
+            email: flag("email", &self.email),
+            sms: flag("sms", &self.sms),
+            opted_out: flag("opted_out", &self.opted_out),
+        };
+        if errors.is_empty() {
+            Ok(preferences)
+        } else {
+            Err(ApiError::Invalid(errors))
+        }
+    }
+}
+
+/// A contact's notification preferences.
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{id}/notifications",
+    tag = "contacts",
+    operation_id = "getContactNotifications",
+    params(("id" = Uuid, Path, description = "The contact's id")),
+    responses(
+        (status = 200, description = "The contact's preferences", body = PreferencesJson),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get_preferences(
+    State(state): State<AppState>,
+    me: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    if let Err(refused) = me.require(Action::ViewCompanies) {
+        return refused.into_response();
+    }
+    let outcome = async {
+        let id = path_id(path, "contact")?;
+        ops::contact_preferences(&state, &me, id).await
+    };
+    match outcome.await {
+        Ok(preferences) => Json(PreferencesJson::from(preferences)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Set which channels a contact gets messages on, or opt them out.
+#[utoipa::path(
+    put,
+    path = "/api/v1/contacts/{id}/notifications",
+    tag = "contacts",
+    operation_id = "setContactNotifications",
+    params(("id" = Uuid, Path, description = "The contact's id"), IdempotencyKey),
+    request_body(content = PreferencesBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The preferences after the change", body = PreferencesJson),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn set_preferences(
+    State(state): State<AppState>,
+    me: Principal,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<ApiJson<PreferencesBody>, ApiError>,
+) -> Response {
+    if let Err(refused) = me.require(Action::EditContacts) {
+        return refused.into_response();
+    }
+    let outcome = async {
+        let id = path_id(path, "contact")?;
+        // Another tenant's contact is 404 whatever the body holds.
+        ops::contact_preferences(&state, &me, id).await?;
+        let ApiJson(body) = body?;
+        let preferences = body.preferences()?;
+        let meta = command_meta(&me, &headers)?;
+        ops::set_contact_preferences(&state, &meta, id, preferences).await
+    };
+    match outcome.await {
+        Ok(preferences) => Json(PreferencesJson::from(preferences)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The preferences form of a contact's page.
+#[derive(Debug, Deserialize)]
+struct PreferencesForm {
+    #[serde(default)]
+    csrf: String,
+    email: Option<String>,
+    sms: Option<String>,
+    opted_out: Option<String>,
+}
+
+/// Saves the contact page's notification preferences.
+async fn save_preferences(
+    State(state): State<AppState>,
+    me: Principal,
+    axum::Extension(cookies): axum::Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    Form(form): Form<PreferencesForm>,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
+        return refused;
+    }
+    if let Err(refused) = me.require(Action::EditContacts) {
+        return refused.into_response();
+    }
+    let (contact, _) = match contact_and_company(&state, &me, path).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found_page(),
+        Err(error) => return internal_page(error),
+    };
+    let preferences = NotificationPreferences {
+        email: form.email.is_some(),
+        sms: form.sms.is_some(),
+        opted_out: form.opted_out.is_some(),
+    };
+    match ops::set_contact_preferences(&state, &me.meta(), contact.id, preferences).await {
+        Ok(_) => redirect_with_flash(
+            &format!("/contacts/{}", contact.id),
+            "Notification preferences saved.",
+        ),
+        Err(ApiError::NotFound(_)) => not_found_page(),
         Err(error) => internal_page(error),
     }
 }

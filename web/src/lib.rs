@@ -16,6 +16,7 @@ pub mod documents;
 pub mod equipment;
 pub mod error;
 pub mod health;
+pub mod notify;
 pub mod openapi;
 pub mod scheduler;
 pub mod search;
@@ -63,6 +64,9 @@ pub fn router(state: AppState) -> Router {
         .merge(documents::router())
         .merge(work_order_pages::router())
         .merge(status_links::router())
+        .merge(notify::webhook::router())
+        .merge(notify::api::router())
+        .merge(notify::pages::router())
         .merge(openapi::router())
         .merge(assets::router())
         .fallback(error::not_found_fallback)

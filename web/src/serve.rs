@@ -13,7 +13,7 @@ use crate::state::{AppState, Settings};
 /// SIGTERM. Prints `listening on http://ADDR` on stdout once the socket is bound.
 pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
     // Each projection runner keeps one connection for its lock: on top of the requests' pool.
-    let runners = projections::all().len() as u32;
+    let runners = projections::all().len() as u32 + crate::notify::LOCK_CONNECTIONS;
     let pool = commands::db::connect(&database_url, config.pool_size + runners).await?;
     if config.migrate_on_start {
         commands::db::migrate(&pool).await?;
@@ -24,7 +24,7 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
     let runner_tasks = projections::runner::spawn_all(
         &pool,
         projections::all(),
-        wakeups,
+        wakeups.clone(),
         RunnerConfig {
             batch_size: config.projection_batch,
             poll_interval: config.projection_poll,
@@ -40,8 +40,10 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
             public_url: config.public_url.clone(),
             trust_proxy: config.trust_proxy,
             vault: std::sync::Arc::new(vault),
+            notify: std::sync::Arc::new(config.notify.clone()),
         },
     );
+    let notifier = crate::notify::start(state.clone(), wakeups);
     let scheduler = crate::scheduler::start(state.clone(), config.scheduler_tick)
         .await
         .map_err(|e| anyhow::anyhow!("scheduler: {e}"))?;
@@ -55,8 +57,8 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    for runner in runner_tasks {
-        runner.abort();
+    for task in runner_tasks.into_iter().chain(notifier) {
+        task.abort();
     }
     housekeeping.abort();
     let mut scheduler = scheduler;

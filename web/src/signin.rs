@@ -657,6 +657,24 @@ async fn send_reset_link(state: &AppState, email: &Email) -> Result<(), String> 
     }
     let (token, token_digest) = ident::new_token("pr_");
     let expires_at = Utc::now() + RESET_LINK_LIFETIME;
+    let link = format!(
+        "{}/password-reset/{user_id}/{token}",
+        state.settings().public_url
+    );
+    let meta = EventMeta::new(tenant_id, "password-reset");
+    // Sealed before the event, so the notifications consumer always finds it.
+    state
+        .settings()
+        .vault
+        .seal_link(
+            &state.pool,
+            tenant_id,
+            user_id,
+            ident::link_secret_id(meta.command_id),
+            &link,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     state
         .store
         .execute::<User>(
@@ -668,15 +686,11 @@ async fn send_reset_link(state: &AppState, email: &Email) -> Result<(), String> 
                 },
             },
             &(),
-            &EventMeta::new(tenant_id, "password-reset"),
+            &meta,
             ConflictPolicy::RetryOnce,
         )
         .await
         .map_err(|e| e.to_string())?;
-    let link = format!(
-        "{}/password-reset/{user_id}/{token}",
-        state.settings().public_url
-    );
     commands::outbox::enqueue(
         &state.pool,
         tenant_id,

@@ -23,6 +23,8 @@ pub struct Settings {
     pub trust_proxy: bool,
     /// The credentials vault (keys and sealed secrets).
     pub vault: Arc<commands::secrets::Vault>,
+    /// Email and SMS providers of the deployment, retries.
+    pub notify: Arc<crate::notify::config::NotifyConfig>,
 }
 
 impl Settings {
@@ -33,6 +35,7 @@ impl Settings {
             public_url: "http://localhost:8080".into(),
             trust_proxy: false,
             vault: Arc::new(commands::secrets::Vault::ephemeral()),
+            notify: Arc::new(crate::notify::config::NotifyConfig::default()),
         }
     }
 }

@@ -573,6 +573,7 @@ async fn invite_form(
     let email = invitee.email.clone();
     let invited = ident::invite(
         &state.store,
+        &state.settings().vault,
         &me.meta(),
         NewPerson {
             email: invitee.email,
@@ -915,8 +916,14 @@ async fn invitation_form(
     if row.status() != "invited" {
         return again("this person has already accepted the invitation (or is disabled): there is nothing to send").await;
     }
-    match ident::renew_invitation(&state.store, &me.meta(), user_id, &state.settings().public_url)
-        .await
+    match ident::renew_invitation(
+        &state.store,
+        &state.settings().vault,
+        &me.meta(),
+        user_id,
+        &state.settings().public_url,
+    )
+    .await
     {
         Ok(invitation) => redirect_with_flash(
             &format!("/team/{user_id}"),
@@ -1172,6 +1179,7 @@ async fn invite_as(
     } else {
         let invitation = ident::invite(
             &state.store,
+            &state.settings().vault,
             meta,
             NewPerson {
                 email: invitee.email.clone(),
