@@ -76,6 +76,7 @@ pub const AGGREGATES: &[AggregateKind] = &[
     kind::<domain::user::User>(),
     kind::<domain::workorder::WorkOrder>(),
     kind::<domain::notification::Notification>(),
+    kind::<domain::ledger::Ledger>(),
 ];
 
 pub fn find(name: &str) -> Option<&'static AggregateKind> {

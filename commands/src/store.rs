@@ -52,6 +52,7 @@ impl StoredAggregate for domain::tenant::Tenant {}
 impl StoredAggregate for domain::user::User {}
 impl StoredAggregate for domain::workorder::WorkOrder {}
 impl StoredAggregate for domain::notification::Notification {}
+impl StoredAggregate for domain::ledger::Ledger {}
 
 /// What to do when another writer appended to the same aggregate first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -444,6 +445,111 @@ impl EventStore {
                 }
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
                     tracing::debug!(sequence, number, "number taken; trying the next one");
+                }
+                Err(other) => return Err(CommandError::Store(other.to_string())),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// Runs `command(number)` on an existing (or new) aggregate with the next number of the
+    /// tenant's gapless sequence `sequence` (invoice and credit-note numbers, given when a
+    /// document is issued): the aggregate's events and the sequence's `NumberIssued` are
+    /// appended in one transaction. When another writer took the number or appended to the
+    /// aggregate first, the command is decided again on the fresh log (up to 200 times), so
+    /// numbers stay gapless and the aggregate decides on its latest state. A retried command
+    /// (same id) returns its first outcome. A command that appends nothing takes no number.
+    pub async fn execute_numbered<A>(
+        &self,
+        aggregate_id: &str,
+        sequence: &str,
+        command: impl Fn(u64) -> A::Command,
+        services: &A::Services,
+        meta: &EventMeta,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A: StoredAggregate,
+    {
+        use domain::sequence::{sequence_id, NumberSequence, SequenceEvent};
+        const ATTEMPTS: u32 = 200;
+        let metadata =
+            serde_json::to_value(meta).map_err(|e| CommandError::Store(e.to_string()))?;
+        let stream = sequence_id(meta.tenant_id, sequence);
+        for attempt in 0..ATTEMPTS {
+            if attempt > 2 {
+                let pause = rand::random::<u64>() % (attempt.min(20) as u64 * 500);
+                tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+            }
+            let (mut state, version) = match self.load_for::<A>(aggregate_id, meta).await? {
+                Err(replayed) => return Ok(replayed),
+                Ok(loaded) => loaded,
+            };
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+            )
+            .bind(NumberSequence::TYPE)
+            .bind(&stream)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+            let number = last.unwrap_or(0) as u64 + 1;
+            let sink = EventSink::default();
+            let decided = state.handle(command(number), services, &sink).await;
+            let events = sink.collect().await;
+            decided.map_err(CommandError::Domain)?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    aggregate_id: aggregate_id.to_owned(),
+                    events,
+                    state,
+                    version,
+                    replayed: false,
+                });
+            }
+            let issued = SequenceEvent::NumberIssued {
+                number,
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+            };
+            let mut rows = vec![(
+                NumberSequence::TYPE,
+                stream.clone(),
+                number as i64,
+                issued.event_type(),
+                issued.event_version(),
+                serde_json::to_value(&issued).map_err(|e| CommandError::Store(e.to_string()))?,
+            )];
+            for (i, event) in events.iter().enumerate() {
+                rows.push((
+                    A::TYPE,
+                    aggregate_id.to_owned(),
+                    (version + i + 1) as i64,
+                    event.event_type(),
+                    event.event_version(),
+                    serde_json::to_value(event).map_err(|e| CommandError::Store(e.to_string()))?,
+                ));
+            }
+            match self.insert_rows(&rows, &metadata).await {
+                Ok(()) => {
+                    self.appended.send_modify(|n| *n += 1);
+                    let new_version = version + events.len();
+                    self.cache.put(
+                        aggregate_id,
+                        &state,
+                        new_version,
+                        meta.tenant_id,
+                        [meta.command_id],
+                    );
+                    return Ok(Executed {
+                        aggregate_id: aggregate_id.to_owned(),
+                        version: new_version,
+                        events,
+                        state,
+                        replayed: false,
+                    });
+                }
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                    tracing::debug!(sequence, number, "number or record taken; deciding again");
                 }
                 Err(other) => return Err(CommandError::Store(other.to_string())),
             }

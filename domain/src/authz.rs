@@ -54,10 +54,17 @@ pub enum Action {
     /// Resend messages; change message templates; set up the SMTP server and the SMS
     /// provider, and send test messages.
     ManageNotifications,
+    /// See invoices, payments, balances, statements and the aging report.
+    ViewBilling,
+    /// Record payments (and unapply, refund, reverse them), raise ad-hoc invoices and credit
+    /// notes, void invoices, set how contracts are billed.
+    ManageBilling,
+    /// Preview and run the billing of contracts by hand.
+    RunBilling,
 }
 
 impl Action {
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 23] = [
         Action::ViewCompanies,
         Action::EditCompanies,
         Action::SetCompanyRate,
@@ -78,6 +85,9 @@ impl Action {
         Action::ServiceSettings,
         Action::ViewNotifications,
         Action::ManageNotifications,
+        Action::ViewBilling,
+        Action::ManageBilling,
+        Action::RunBilling,
     ];
 
     /// How the action reads in the matrix.
@@ -113,6 +123,11 @@ impl Action {
             Action::ManageNotifications => {
                 "Resend messages; message templates; email and SMS providers, test messages"
             }
+            Action::ViewBilling => "See invoices, payments, balances, statements, AR aging",
+            Action::ManageBilling => {
+                "Record and correct payments; invoices, credit notes, voids; contract billing"
+            }
+            Action::RunBilling => "Preview and run contract billing by hand",
         }
     }
 
@@ -140,6 +155,9 @@ impl Action {
             Action::ServiceSettings => &[Owner, Admin],
             Action::ViewNotifications => &[Owner, Admin, Accountant],
             Action::ManageNotifications => &[Owner, Admin],
+            Action::ViewBilling => &[Owner, Admin, Accountant],
+            Action::ManageBilling => &[Owner, Admin, Accountant],
+            Action::RunBilling => &[Owner, Admin],
         }
     }
 }

@@ -25,6 +25,42 @@ pub struct Company {
     /// What the monthly contract covers (issue 5).
     #[serde(default)]
     pub coverage: crate::coverage::Coverage,
+    /// How the contract is billed (issue 7); `None`: not billed by the scheduler.
+    #[serde(default)]
+    pub billing: Option<BillingTerms>,
+}
+
+/// How a company's contract is billed; its rate is the company's `monthly_rate`
+/// (`billing::ContractTerms` joins the two).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingTerms {
+    /// 1–31; clamped to a shorter month's last day without drifting.
+    pub billing_day: u32,
+    pub start_date: chrono::NaiveDate,
+    pub end_date: Option<chrono::NaiveDate>,
+    pub payment_terms_days: u32,
+    pub prorate: bool,
+    /// No tax on its invoices.
+    #[serde(default)]
+    pub tax_exempt: bool,
+    /// The tax rate (percent) of its contract lines; `None`: no tax.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub tax_rate: Option<rust_decimal::Decimal>,
+}
+
+impl Company {
+    /// The contract as billing computes it, when it is billed.
+    pub fn contract(&self) -> Option<crate::billing::ContractTerms> {
+        let b = self.billing.as_ref()?;
+        Some(crate::billing::ContractTerms {
+            monthly_rate: self.current_rate().value(),
+            billing_day: b.billing_day,
+            start_date: b.start_date,
+            end_date: b.end_date,
+            payment_terms_days: b.payment_terms_days,
+            prorate: b.prorate,
+        })
+    }
 }
 
 /// Where a company stands as a customer. Independent of `archived`, which only takes a company
@@ -381,6 +417,11 @@ pub enum CompanyCommand {
     SetCoverage {
         coverage: crate::coverage::Coverage,
     },
+    /// Sets (or with `None` stops) the contract's billing (checked with
+    /// `billing::ContractTerms::check`).
+    SetBilling {
+        billing: Option<BillingTerms>,
+    },
     /// Several changes at once (the API's PATCH): all are decided against the same state and
     /// appended together, or none is. Fields equal to the current value change nothing.
     Update(CompanyChanges),
@@ -433,6 +474,10 @@ pub enum CompanyEvent {
     ContractCoverageChanged {
         coverage: crate::coverage::Coverage,
     },
+    /// The whole billing terms after the change (`None`: no longer billed).
+    ContractBillingChanged {
+        billing: Option<BillingTerms>,
+    },
 }
 
 impl DomainEvent for CompanyEvent {
@@ -446,6 +491,7 @@ impl DomainEvent for CompanyEvent {
             Self::CompanyProfileUpdated { .. } => "CompanyProfileUpdated",
             Self::CompanyStatusChanged { .. } => "CompanyStatusChanged",
             Self::ContractCoverageChanged { .. } => "ContractCoverageChanged",
+            Self::ContractBillingChanged { .. } => "ContractBillingChanged",
         }
         .to_string()
     }
@@ -499,7 +545,7 @@ impl Company {
         }
     }
 
-    fn current_rate(&self) -> Amount {
+    pub fn current_rate(&self) -> Amount {
         self.monthly_rate.unwrap_or(Amount::ZERO)
     }
 
@@ -565,6 +611,14 @@ impl Company {
                         monthly_rate,
                         previous_rate: self.current_rate(),
                     }]
+                }
+            }
+            CompanyCommand::SetBilling { billing } => {
+                self.require_active()?;
+                if billing == self.billing {
+                    vec![]
+                } else {
+                    vec![E::ContractBillingChanged { billing }]
                 }
             }
             CompanyCommand::SetCoverage { coverage } => {
@@ -666,6 +720,7 @@ impl Aggregate for Company {
             CompanyEvent::CompanyProfileUpdated { profile, .. } => self.profile = profile,
             CompanyEvent::CompanyStatusChanged { status, .. } => self.customer_status = status,
             CompanyEvent::ContractCoverageChanged { coverage } => self.coverage = coverage,
+            CompanyEvent::ContractBillingChanged { billing } => self.billing = billing,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod asset;
 pub mod authz;
+pub mod billing;
 pub mod business_hours;
 pub mod company;
 pub mod contact;
@@ -11,6 +12,7 @@ pub mod coverage;
 pub mod credential;
 pub mod error;
 pub mod identity;
+pub mod ledger;
 pub mod notification;
 pub mod sequence;
 pub mod template;

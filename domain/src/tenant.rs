@@ -67,6 +67,132 @@ pub struct Tenant {
     /// The tenant's own SMS provider; `None`: the deployment's (`ST_TWILIO_*`), if any.
     #[serde(default)]
     pub sms_provider: Option<SmsProvider>,
+    /// What invoices and statements say of the tenant as the seller.
+    #[serde(default)]
+    pub billing_profile: BillingProfile,
+    /// Reminders and late fees on overdue invoices.
+    #[serde(default)]
+    pub late_payment: LatePayment,
+}
+
+/// What happens when invoices are overdue: a reminder to the billing contacts at each of
+/// `reminder_days` days past due, and optionally a late fee, charged once per invoice, when
+/// an invoice is `fee.after_days` past due.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatePayment {
+    pub reminder_days: Vec<u32>,
+    pub fee: Option<LateFee>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateFee {
+    pub after_days: u32,
+    /// A fixed amount, or a percentage of the invoice's balance (rounded to the cent).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: rust_decimal::Decimal,
+    pub percent: bool,
+}
+
+impl LateFee {
+    /// The rule's name in the ledger (a fee is charged once per invoice and rule).
+    pub fn rule(&self) -> String {
+        format!(
+            "{}d-{}{}",
+            self.after_days,
+            self.amount.normalize(),
+            if self.percent { "pct" } else { "" }
+        )
+    }
+
+    /// The fee on an invoice with `balance` still due.
+    pub fn on(&self, balance: rust_decimal::Decimal) -> rust_decimal::Decimal {
+        if self.percent {
+            crate::billing::cents(balance * self.amount / rust_decimal::Decimal::from(100))
+        } else {
+            crate::billing::cents(self.amount)
+        }
+    }
+}
+
+impl LatePayment {
+    /// Checks the policy; every problem at once.
+    pub fn check(&self) -> Result<(), Vec<crate::ValidationError>> {
+        let mut errors = Vec::new();
+        if self.reminder_days.len() > 10 || self.reminder_days.iter().any(|d| *d == 0 || *d > 365) {
+            errors.push(crate::ValidationError::new(
+                "reminder_days",
+                "at most 10 reminders, each 1 to 365 days past due",
+            ));
+        }
+        if let Some(fee) = &self.fee {
+            if fee.after_days == 0 || fee.after_days > 365 {
+                errors.push(crate::ValidationError::new(
+                    "fee_after_days",
+                    "must be 1 to 365 days past due",
+                ));
+            }
+            let max = if fee.percent { 100 } else { 1_000_000 };
+            if fee.amount <= rust_decimal::Decimal::ZERO
+                || fee.amount > rust_decimal::Decimal::from(max)
+                || fee.amount.normalize().scale() > 2
+            {
+                errors.push(crate::ValidationError::new(
+                    "fee_amount",
+                    if fee.percent {
+                        "must be a percentage above 0 and at most 100"
+                    } else {
+                        "must be an amount above 0 with at most 2 decimals"
+                    },
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The seller's details on invoices and statements.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingProfile {
+    /// Postal address, one line per line.
+    pub address: String,
+    /// VAT or other tax id, shown under the address.
+    #[serde(default)]
+    pub tax_id: String,
+    /// Bank details and how to pay, printed on every invoice.
+    #[serde(default)]
+    pub payment_instructions: String,
+    /// Email and phone for billing questions.
+    #[serde(default)]
+    pub contact: String,
+}
+
+impl BillingProfile {
+    /// Checks the lengths; every problem at once.
+    pub fn check(&self) -> Result<(), Vec<crate::ValidationError>> {
+        let mut errors = Vec::new();
+        for (field, value, max) in [
+            ("address", &self.address, 500),
+            ("tax_id", &self.tax_id, 100),
+            ("payment_instructions", &self.payment_instructions, 1000),
+            ("contact", &self.contact, 200),
+        ] {
+            if value.chars().count() > max {
+                errors.push(crate::ValidationError::new(
+                    field,
+                    format!("must be at most {max} characters"),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +262,12 @@ pub enum TenantCommand {
     SetSmsProvider {
         provider: Option<SmsProvider>,
     },
+    SetBillingProfile {
+        profile: BillingProfile,
+    },
+    SetLatePayment {
+        policy: LatePayment,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,6 +335,12 @@ pub enum TenantEvent {
     SmsProviderChanged {
         provider: Option<SmsProvider>,
     },
+    BillingProfileChanged {
+        profile: BillingProfile,
+    },
+    LatePaymentChanged {
+        policy: LatePayment,
+    },
 }
 
 impl DomainEvent for TenantEvent {
@@ -224,6 +362,8 @@ impl DomainEvent for TenantEvent {
             Self::TemplateChanged { .. } => "TemplateChanged",
             Self::EmailProviderChanged { .. } => "EmailProviderChanged",
             Self::SmsProviderChanged { .. } => "SmsProviderChanged",
+            Self::BillingProfileChanged { .. } => "BillingProfileChanged",
+            Self::LatePaymentChanged { .. } => "LatePaymentChanged",
         }
         .to_string()
     }
@@ -585,6 +725,24 @@ impl Tenant {
                     vec![E::SmsProviderChanged { provider }]
                 }
             }
+            TenantCommand::SetLatePayment { mut policy } => {
+                policy.check().map_err(|_| TenantError::InvalidName)?;
+                policy.reminder_days.sort_unstable();
+                policy.reminder_days.dedup();
+                if self.late_payment == policy {
+                    vec![]
+                } else {
+                    vec![E::LatePaymentChanged { policy }]
+                }
+            }
+            TenantCommand::SetBillingProfile { profile } => {
+                profile.check().map_err(|_| TenantError::InvalidName)?;
+                if self.billing_profile == profile {
+                    vec![]
+                } else {
+                    vec![E::BillingProfileChanged { profile }]
+                }
+            }
         })
     }
 }
@@ -680,6 +838,8 @@ impl Aggregate for Tenant {
             },
             TenantEvent::EmailProviderChanged { provider } => self.email_provider = provider,
             TenantEvent::SmsProviderChanged { provider } => self.sms_provider = provider,
+            TenantEvent::BillingProfileChanged { profile } => self.billing_profile = profile,
+            TenantEvent::LatePaymentChanged { policy } => self.late_payment = policy,
             TenantEvent::SlaPoliciesChanged {
                 policies,
                 escalate_to,

@@ -54,7 +54,7 @@ impl CompanyRow {
     }
 }
 
-fn decode(event: &StoredEvent) -> Result<CompanyEvent, String> {
+pub(crate) fn decode(event: &StoredEvent) -> Result<CompanyEvent, String> {
     if event.event_version == "1" {
         serde_json::from_str(event.payload.get()).map_err(|e| e.to_string())
     } else {
@@ -208,7 +208,8 @@ impl Projection for CompaniesProjection {
                     row.customer_status = status.as_str().to_owned()
                 }
                 // Coverage is read from the aggregate (work orders, the coverage page).
-                CompanyEvent::ContractCoverageChanged { .. } => {}
+                CompanyEvent::ContractCoverageChanged { .. }
+                | CompanyEvent::ContractBillingChanged { .. } => {}
             }
             row.version = event.sequence;
             row.updated_at = at;

@@ -7,6 +7,7 @@ use domain::company::{CompanyEvent, CustomerStatus};
 use domain::contact::ContactEvent;
 use domain::credential::CredentialEvent;
 use domain::identity::TimeZone;
+use domain::ledger::LedgerEvent;
 use domain::notification::{NotificationEvent, SmsProvider};
 use domain::sequence::SequenceEvent;
 use domain::tenant::TenantEvent;
@@ -110,6 +111,10 @@ pub fn summary(aggregate_type: &str, event_type: &str, payload: &Value) -> Strin
             Ok(event) => notification_event_summary(&event),
             Err(_) => humanize(event_type),
         },
+        "ledger" => match serde_json::from_value::<LedgerEvent>(payload.clone()) {
+            Ok(event) => ledger_event_summary(&event),
+            Err(_) => humanize(event_type),
+        },
         _ => humanize(event_type),
     }
 }
@@ -203,6 +208,128 @@ fn tenant_event_summary(event: &TenantEvent) -> String {
             Some(SmsProvider::Gateway { url, .. }) => format!("SMS sent through {url}"),
             None => "SMS back to the deployment's provider".into(),
         },
+        TenantEvent::BillingProfileChanged { .. } => {
+            "Billing details (address, tax id, payment instructions) changed".into()
+        }
+        TenantEvent::LatePaymentChanged { policy } => format!(
+            "Overdue invoices: reminders at {} days past due{}",
+            if policy.reminder_days.is_empty() {
+                "no".to_owned()
+            } else {
+                policy
+                    .reminder_days
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            match &policy.fee {
+                Some(fee) if fee.percent => format!(
+                    "; a late fee of {}% after {} days",
+                    fee.amount.normalize(),
+                    fee.after_days
+                ),
+                Some(fee) => format!(
+                    "; a late fee of {} after {} days",
+                    fee.amount, fee.after_days
+                ),
+                None => String::new(),
+            }
+        ),
+    }
+}
+
+/// The sentence for a ledger event. Amounts are plain decimals (the tenant's currency is
+/// the page's to show); invoices are named by number when the event has it, else by the
+/// first 8 digits of their id.
+fn ledger_event_summary(event: &LedgerEvent) -> String {
+    let invoice = |id: &Uuid| format!("invoice {}", crate::receivables::short_id(*id));
+    let why = |reason: &str| {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {reason}")
+        }
+    };
+    let reference = |method: Option<&str>, reference: &str| {
+        let parts: Vec<&str> = [method.unwrap_or(""), reference.trim()]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(" "))
+        }
+    };
+    match event {
+        LedgerEvent::LedgerOpened { .. } => "Ledger opened".into(),
+        LedgerEvent::InvoiceDrafted { lines, total, .. } => format!(
+            "Invoice drafted: {total} ({} line{})",
+            lines.len(),
+            if lines.len() == 1 { "" } else { "s" }
+        ),
+        LedgerEvent::InvoiceIssued {
+            number,
+            total,
+            due_date,
+            ..
+        } => format!("Invoice {number} issued: {total} due {due_date}"),
+        LedgerEvent::InvoiceVoided {
+            invoice_id, reason, ..
+        } => format!(
+            "{} voided{}",
+            capitalized(&invoice(invoice_id)),
+            why(reason)
+        ),
+        LedgerEvent::CreditNoteIssued {
+            number,
+            invoice_id,
+            amount,
+            reason,
+            ..
+        } => format!(
+            "Credit note {number} of {amount} on {}{}",
+            invoice(invoice_id),
+            why(reason)
+        ),
+        LedgerEvent::PaymentReceived {
+            amount,
+            method,
+            reference: r,
+            ..
+        } => format!(
+            "Payment of {amount} received{}",
+            reference(Some(&method.as_str().replace('_', " ")), r)
+        ),
+        LedgerEvent::PaymentAllocated {
+            invoice_id, amount, ..
+        } => format!("{amount} of a payment applied to {}", invoice(invoice_id)),
+        LedgerEvent::PaymentUnapplied {
+            invoice_id, amount, ..
+        } => format!("{amount} of a payment taken off {}", invoice(invoice_id)),
+        LedgerEvent::PaymentRefunded {
+            amount,
+            reference: r,
+            ..
+        } => format!("{amount} of a payment refunded{}", reference(None, r)),
+        LedgerEvent::PaymentReversed { reason, .. } => format!("Payment reversed{}", why(reason)),
+        LedgerEvent::OverdueReminderDue {
+            invoice_id, days, ..
+        } => format!(
+            "Reminder due: {} is {days} day{} overdue",
+            invoice(invoice_id),
+            if *days == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -527,6 +654,19 @@ fn company_event_summary(event: &CompanyEvent) -> String {
                 )
             }
         }
+        CompanyEvent::ContractBillingChanged { billing } => match billing {
+            Some(b) => format!(
+                "Contract billed from {} on day {} of each month{}, payable in {} days{}",
+                b.start_date,
+                b.billing_day,
+                b.end_date
+                    .map(|end| format!(" until {end}"))
+                    .unwrap_or_default(),
+                b.payment_terms_days,
+                if b.tax_exempt { ", tax exempt" } else { "" }
+            ),
+            None => "Contract no longer billed".into(),
+        },
     }
 }
 
@@ -759,6 +899,96 @@ mod tests {
                 link_id: Uuid::nil()
             }),
             "Rated 4/5"
+        );
+    }
+
+    #[test]
+    fn describes_ledger_events_with_amounts_and_numbers() {
+        use cqrs_es::DomainEvent;
+        use domain::ledger::Method;
+        use rust_decimal::Decimal;
+        let s = |event: LedgerEvent| {
+            let payload = serde_json::to_value(&event).unwrap();
+            summary("ledger", &event.event_type(), &payload)
+        };
+        let dec = |text: &str| text.parse::<Decimal>().unwrap();
+        let day = |text: &str| text.parse::<chrono::NaiveDate>().unwrap();
+        let invoice_id = Uuid::parse_str("1a2b3c4d-0000-4000-8000-000000000001").unwrap();
+        assert_eq!(
+            s(LedgerEvent::InvoiceIssued {
+                invoice_id,
+                number: 42,
+                issue_date: day("2026-12-01"),
+                due_date: day("2026-12-15"),
+                lines: None,
+                total: dec("1250.00"),
+                bills: vec![],
+            }),
+            "Invoice 42 issued: 1250.00 due 2026-12-15"
+        );
+        assert_eq!(
+            s(LedgerEvent::PaymentReceived {
+                payment_id: Uuid::nil(),
+                amount: dec("700.00"),
+                received_on: day("2026-12-10"),
+                method: Method::Check,
+                reference: "1234".into(),
+            }),
+            "Payment of 700.00 received (check 1234)"
+        );
+        assert_eq!(
+            s(LedgerEvent::PaymentReceived {
+                payment_id: Uuid::nil(),
+                amount: dec("5.00"),
+                received_on: day("2026-12-10"),
+                method: Method::BankTransfer,
+                reference: String::new(),
+            }),
+            "Payment of 5.00 received (bank transfer)"
+        );
+        assert_eq!(
+            s(LedgerEvent::PaymentAllocated {
+                payment_id: Uuid::nil(),
+                invoice_id,
+                amount: dec("700.00"),
+                on: day("2026-12-10"),
+            }),
+            "700.00 of a payment applied to invoice 1a2b3c4d"
+        );
+        assert_eq!(
+            s(LedgerEvent::InvoiceVoided {
+                invoice_id,
+                on: day("2026-12-10"),
+                reason: "sent twice".into(),
+            }),
+            "Invoice 1a2b3c4d voided: sent twice"
+        );
+        assert_eq!(
+            s(LedgerEvent::CreditNoteIssued {
+                credit_note_id: Uuid::nil(),
+                number: 3,
+                invoice_id,
+                amount: dec("50.00"),
+                date: day("2026-12-11"),
+                reason: String::new(),
+            }),
+            "Credit note 3 of 50.00 on invoice 1a2b3c4d"
+        );
+        assert_eq!(
+            s(LedgerEvent::PaymentReversed {
+                payment_id: Uuid::nil(),
+                on: day("2026-12-20"),
+                reason: "returned by the bank".into(),
+            }),
+            "Payment reversed: returned by the bank"
+        );
+        assert_eq!(
+            s(LedgerEvent::OverdueReminderDue {
+                invoice_id,
+                days: 7,
+                on: day("2026-12-22"),
+            }),
+            "Reminder due: invoice 1a2b3c4d is 7 days overdue"
         );
     }
 

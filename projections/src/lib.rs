@@ -9,12 +9,14 @@ pub mod activity;
 pub mod assets;
 pub mod companies;
 pub mod contacts;
+pub mod contracts;
 pub mod credentials;
 pub mod event;
 pub mod history;
 pub mod notifications;
 pub mod projection;
 pub mod rebuild;
+pub mod receivables;
 pub mod runner;
 pub mod search;
 pub mod status;
@@ -35,8 +37,10 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(contacts::ContactsProjection),
         Arc::new(assets::AssetsProjection),
         Arc::new(work_orders::WorkOrdersProjection),
+        Arc::new(contracts::ContractsProjection),
         Arc::new(credentials::CredentialsProjection),
         Arc::new(notifications::NotificationsProjection),
+        Arc::new(receivables::ReceivablesProjection),
         Arc::new(search::SearchProjection),
         Arc::new(activity::ActivityProjection),
     ]

@@ -148,7 +148,9 @@ async fn apply_tenant(
         | TenantEvent::LabourCostChanged { .. }
         | TenantEvent::TemplateChanged { .. }
         | TenantEvent::EmailProviderChanged { .. }
-        | TenantEvent::SmsProviderChanged { .. } => return Ok(()),
+        | TenantEvent::SmsProviderChanged { .. }
+        | TenantEvent::BillingProfileChanged { .. }
+        | TenantEvent::LatePaymentChanged { .. } => return Ok(()),
     };
     let mut query = sqlx::query(&sql).bind(tenant_id).bind(user_id).bind(at);
     if let Some(role) = role {

@@ -13,6 +13,11 @@
 //! the SLA columns this projection writes, so no event can leave them stale, and they are
 //! never written here.
 //!
+//! The ledger's `InvoiceIssued` events are read too: an invoice that bills a time entry
+//! (`time/<entry id>` among its `bills`) sets the entry's `invoice_id`, so it leaves the
+//! unbilled lists (entries logged in the batch get it in their row; stored ones are updated
+//! with one statement per batch).
+//!
 //! What a statement per event used to check still fails the batch: an event for an order
 //! with no row (or of another tenant) fails at that event; an order opened twice, a time
 //! entry logged twice, a timer started twice or a reused link digest fails the batch's
@@ -24,6 +29,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use commands::StoredAggregate;
 use domain::asset::AssetDocument;
+use domain::ledger::LedgerEvent;
 // `round_money` rounds as a `numeric(14,2)` column stores a value (half away from zero, two
 // places): the order's sums are rounded after every step, as the column did when each event
 // was one `UPDATE`.
@@ -245,7 +251,7 @@ column_arrays! {
     }
 }
 
-/// A time entry's row. `invoice_id` stays NULL until issue 7's invoices bill the entry.
+/// A time entry's row. `invoice_id` stays NULL until an issued invoice bills the entry.
 #[derive(Debug, Clone)]
 struct Entry {
     tenant_id: Uuid,
@@ -264,6 +270,7 @@ struct Entry {
     cost: Decimal,
     started_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
+    invoice_id: Option<Uuid>,
     created_at: DateTime<Utc>,
 }
 
@@ -285,6 +292,7 @@ column_arrays! {
         cost: Decimal = row.cost => "numeric",
         started_at: Option<DateTime<Utc>> = row.started_at => "timestamptz",
         ended_at: Option<DateTime<Utc>> = row.ended_at => "timestamptz",
+        invoice_id: Option<Uuid> = row.invoice_id => "uuid",
         created_at: DateTime<Utc> = row.created_at => "timestamptz",
     }
 }
@@ -457,6 +465,8 @@ struct Fold {
     deleted_entries: Vec<Key>,
     timers: HashMap<(Uuid, Uuid, Uuid), TimerChange>,
     links: HashMap<Key, LinkChange>,
+    /// Entries stored before the batch that an invoice of the batch bills: the invoice.
+    billed: HashMap<Key, Uuid>,
 }
 
 impl Fold {
@@ -469,6 +479,19 @@ impl Fold {
                 started_at: None,
             });
         timer.started_at = None;
+    }
+
+    /// An issued invoice bills a time entry: in its row when the batch logged it (and did
+    /// not remove it again), else in the stored row.
+    fn bill(&mut self, tenant_id: Uuid, entry_id: Uuid, invoice_id: Uuid) {
+        let key = (tenant_id, entry_id);
+        match self.entries.get_mut(&key) {
+            Some(Some(row)) => row.invoice_id = Some(invoice_id),
+            Some(None) => {}
+            None => {
+                self.billed.insert(key, invoice_id);
+            }
+        }
     }
 
     /// Applies one event to the folded rows.
@@ -620,6 +643,7 @@ impl Fold {
                             None
                         };
                         if let Some(stored) = removed {
+                            self.billed.remove(&entry_key);
                             order.count_entry(
                                 &stored.billing,
                                 stored.minutes,
@@ -719,8 +743,47 @@ fn entry_row(
         cost: entry.cost,
         started_at: entry.started_at,
         ended_at: entry.ended_at,
+        invoice_id: None,
         created_at: event.recorded_at,
     }
+}
+
+/// The time entries an issued invoice bills (`time/<entry id>` among its `bills`); nothing
+/// for any other ledger event.
+fn billed_entries(event: &StoredEvent) -> Result<Option<(Uuid, Vec<Uuid>)>, String> {
+    if event.event_type != "InvoiceIssued" {
+        return Ok(None);
+    }
+    let payload: LedgerEvent = if event.event_version == "1" {
+        serde_json::from_str(event.payload.get()).map_err(|e| e.to_string())?
+    } else {
+        let serialized = event.to_serialized().map_err(|e| e.to_string())?;
+        commands::store::decode(&commands::store::upcast(
+            serialized,
+            &domain::ledger::Ledger::upcasters(),
+        ))?
+    };
+    let LedgerEvent::InvoiceIssued {
+        invoice_id, bills, ..
+    } = payload
+    else {
+        return Ok(None);
+    };
+    let entries: Vec<Uuid> = bills
+        .iter()
+        .filter_map(|bill| bill.strip_prefix("time/"))
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect();
+    Ok((!entries.is_empty()).then_some((invoice_id, entries)))
+}
+
+/// One event of a batch this projection applies (kept for the batch only: the size of the
+/// order events does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    Order(Key, WorkOrderEvent),
+    /// An issued invoice (of the tenant) that bills these time entries.
+    Billed(Uuid, Uuid, Vec<Uuid>),
 }
 
 /// `(tenant_id, id)` pairs as two arrays, for `unnest($1::uuid[], $2::uuid[])`.
@@ -802,6 +865,14 @@ impl Projection for WorkOrdersProjection {
         let (mut load_orders, mut load_entries, mut load_links) =
             (Vec::new(), Vec::new(), Vec::new());
         for (index, event) in events.iter().enumerate() {
+            if event.aggregate_type == "ledger" {
+                let at = |e: String| ApplyError::at(index, e);
+                if let Some((invoice_id, entries)) = billed_entries(event).map_err(at)? {
+                    let tenant_id = event.meta.as_ref().map_err(|e| at(e.clone()))?.tenant_id;
+                    mine.push((index, event, Item::Billed(tenant_id, invoice_id, entries)));
+                }
+                continue;
+            }
             if event.aggregate_type != "work_order" {
                 continue;
             }
@@ -838,7 +909,7 @@ impl Projection for WorkOrdersProjection {
                 }
                 _ => {}
             }
-            mine.push((index, event, key, payload));
+            mine.push((index, event, Item::Order(key, payload)));
         }
         if mine.is_empty() {
             return Ok(());
@@ -877,9 +948,17 @@ impl Projection for WorkOrdersProjection {
             fold.links.insert(key, LinkChange { row, issued: false });
         }
 
-        for (index, event, (tenant_id, id), payload) in mine {
-            fold.apply(tenant_id, id, event, payload)
-                .map_err(|e| ApplyError::at(index, e))?;
+        for (index, event, item) in mine {
+            match item {
+                Item::Order((tenant_id, id), payload) => fold
+                    .apply(tenant_id, id, event, payload)
+                    .map_err(|e| ApplyError::at(index, e))?,
+                Item::Billed(tenant_id, invoice_id, entries) => {
+                    for entry_id in entries {
+                        fold.bill(tenant_id, entry_id, invoice_id);
+                    }
+                }
+            }
         }
         fold.write(conn, orders, entries, timers, links).await?;
         Ok(())
@@ -969,6 +1048,26 @@ impl Fold {
                 .bind(sqlx::query(&sql))
                 .execute(&mut *conn)
                 .await?;
+        }
+        // Stored entries billed by the batch's invoices. The `ANY` conditions let the primary
+        // key find the rows (a bare join with `unnest` may be planned as a hash join over the
+        // whole table); an entry that is gone updates nothing.
+        if !self.billed.is_empty() {
+            let mut billed: Vec<(Key, Uuid)> = self.billed.into_iter().collect();
+            billed.sort_unstable();
+            let (keys, invoices): (Vec<Key>, Vec<Uuid>) = billed.into_iter().unzip();
+            let (tenants, ids) = key_arrays(keys);
+            sqlx::query(&format!(
+                "UPDATE {entries} e SET invoice_id = k.invoice_id
+                   FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS k(tenant_id, id, invoice_id)
+                  WHERE e.tenant_id = ANY($1) AND e.id = ANY($2)
+                    AND e.tenant_id = k.tenant_id AND e.id = k.id"
+            ))
+            .bind(tenants)
+            .bind(ids)
+            .bind(invoices)
+            .execute(&mut *conn)
+            .await?;
         }
 
         // Timers: rows the batch stopped first are deleted, then the running ones inserted

@@ -24,9 +24,11 @@ macro_rules! out {
 }
 
 mod bench;
+mod bench_billing;
 mod bench_search;
 mod common;
 mod history;
+mod ledger_export;
 mod projections_cmd;
 mod transfer;
 mod verify;

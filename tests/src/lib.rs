@@ -400,6 +400,32 @@ impl TestApp {
         }
     }
 
+    /// The body of a GET as the owner, as bytes (PDFs, downloads).
+    pub async fn bytes(&self, method: Method, path: &str) -> Vec<u8> {
+        let mut builder = Request::builder().method(method).uri(path);
+        for (k, v) in with_credentials(Some(&self.owner), path, &[]) {
+            builder = builder.header(k, v);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(builder.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    }
+
     /// Waits until every projection has applied everything in the log.
     pub async fn settle(&self) {
         settle(&self.db.pool).await

@@ -31,6 +31,9 @@ pub struct Config {
     /// `ST_SCHEDULER_TICK_SECONDS` (default 60, 1 to 3600): how often the scheduler's jobs
     /// (SLA checks) run.
     pub scheduler_tick: Duration,
+    /// `ST_BILLING_TICK_SECONDS` (default 3600, 1 to 86400): how often the billing job bills
+    /// the contract periods that have come due (also once at start-up).
+    pub billing_tick: Duration,
     /// `ST_PUBLIC_URL` (default `http://` + `ST_LISTEN`): the address people use, for the
     /// links in invitations and password resets. `https://…` makes cookies `Secure`.
     pub public_url: String,
@@ -156,6 +159,17 @@ impl Config {
                         var: "ST_SCHEDULER_TICK_SECONDS",
                         value: seconds.to_string(),
                         message: "must be 1 to 3600 seconds".into(),
+                    });
+                }
+                Duration::from_secs(seconds)
+            },
+            billing_tick: {
+                let seconds: u64 = parse("ST_BILLING_TICK_SECONDS", 3600, "1 to 86400 seconds")?;
+                if !(1..=86_400).contains(&seconds) {
+                    return Err(ConfigError {
+                        var: "ST_BILLING_TICK_SECONDS",
+                        value: seconds.to_string(),
+                        message: "must be 1 to 86400 seconds".into(),
                     });
                 }
                 Duration::from_secs(seconds)

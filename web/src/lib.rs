@@ -7,6 +7,7 @@ pub mod api;
 pub mod asset_pages;
 pub mod assets;
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod console;
 pub mod contacts;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod health;
 pub mod notify;
 pub mod openapi;
+pub mod pdf;
 pub mod scheduler;
 pub mod search;
 pub mod serve;
@@ -65,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .merge(work_order_pages::router())
         .merge(status_links::router())
         .merge(notify::webhook::router())
+        .merge(billing::api::router())
+        .merge(billing::reports::router())
         .merge(notify::api::router())
         .merge(notify::pages::router())
         .merge(openapi::router())

@@ -9,6 +9,11 @@
 //!   warning and breach once, so a retried or doubled tick appends nothing. After downtime the
 //!   first tick raises everything that fell due meanwhile; each event names the due time it
 //!   concerns.
+//! - `billing`, every `ST_BILLING_TICK_SECONDS` (default an hour) and once at start-up: bills
+//!   every contract period due up to each tenant's today (`billing::run::run_all`). Invoice ids
+//!   and command ids derive from (company, period) and each ledger bills a period once, so a
+//!   doubled, retried or racing run bills nothing twice; after downtime the first run bills
+//!   the missed periods, each dated on its own billing date.
 
 use chrono::{DateTime, DurationRound, Utc};
 use commands::{ConflictPolicy, EventMeta};
@@ -127,6 +132,7 @@ async fn tick(state: AppState, instance: String, job: &'static str, tick_at: Dat
     }
     let outcome = match job {
         "sla-check" => check_sla(&state, tick_at).await,
+        "billing" => crate::billing::run::run_all(&state).await,
         _ => Ok(0),
     };
     let text = match &outcome {
@@ -151,21 +157,36 @@ pub fn tick_of(at: DateTime<Utc>, every: std::time::Duration) -> DateTime<Utc> {
 /// Starts the ticker of this instance: every `every` (`ST_SCHEDULER_TICK_SECONDS`), each job
 /// claims its tick and runs where the claim wins. Keep the returned scheduler alive; `shutdown`
 /// it on the way out.
-pub async fn start(state: AppState, every: std::time::Duration) -> anyhow::Result<JobScheduler> {
+pub async fn start(
+    state: AppState,
+    every: std::time::Duration,
+    billing_every: std::time::Duration,
+) -> anyhow::Result<JobScheduler> {
     let scheduler = JobScheduler::new().await?;
     let instance = format!(
         "{}:{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
         std::process::id()
     );
-    let job = Job::new_repeated_async(every, move |_id, _scheduler| {
+    for (job_name, period) in [("sla-check", every), ("billing", billing_every)] {
         let state = state.clone();
         let instance = instance.clone();
-        Box::pin(async move {
-            tick(state, instance, "sla-check", tick_of(Utc::now(), every)).await;
-        })
-    })?;
-    scheduler.add(job).await?;
+        let job = Job::new_repeated_async(period, move |_id, _scheduler| {
+            let state = state.clone();
+            let instance = instance.clone();
+            Box::pin(async move {
+                tick(state, instance, job_name, tick_of(Utc::now(), period)).await;
+            })
+        })?;
+        scheduler.add(job).await?;
+    }
+    // Catch up on billing missed while no instance ran (claimed like any tick).
+    tokio::spawn(tick(
+        state.clone(),
+        instance.clone(),
+        "billing",
+        tick_of(Utc::now(), billing_every),
+    ));
     scheduler.start().await?;
     Ok(scheduler)
 }

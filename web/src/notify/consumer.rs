@@ -216,16 +216,22 @@ struct Planned {
     order_link: Option<OrderLink>,
     /// A link sealed by the command that caused the event (invitations, resets).
     command_link: Option<Uuid>,
+    /// Files to attach to the email (an invoice's PDF).
+    attachments: Vec<domain::notification::AttachmentRef>,
 }
 
 async fn handle(state: &AppState, event: &StoredEvent) -> Result<(), String> {
-    if !matches!(event.aggregate_type.as_str(), "work_order" | "user") {
+    if !matches!(
+        event.aggregate_type.as_str(),
+        "work_order" | "user" | "ledger"
+    ) {
         return Ok(());
     }
     let meta = event.meta.as_ref().map_err(Clone::clone)?;
     let tenant_id = meta.tenant_id;
     let planned = match event.aggregate_type.as_str() {
         "work_order" => plan_work_order(state, event, meta).await?,
+        "ledger" => plan_ledger(state, event, meta).await?,
         _ => plan_user(state, event, meta).await?,
     };
     if planned.is_empty() {
@@ -314,6 +320,7 @@ async fn plan_work_order(
                 user_id: None,
             }),
             command_link: None,
+            attachments: Vec::new(),
         })
     };
     Ok(match payload {
@@ -360,6 +367,7 @@ async fn plan_work_order(
                     user_id: Some(user_id),
                 }),
                 command_link: None,
+                attachments: Vec::new(),
             }]
         }
         _ => Vec::new(),
@@ -399,7 +407,134 @@ async fn plan_user(
         work_order_id: None,
         order_link: None,
         command_link: Some(commands::identity::link_secret_id(meta.command_id)),
+        attachments: Vec::new(),
     }])
+}
+
+/// Invoices issued, payments received and overdue reminders go to the company's billing
+/// contacts (an issued invoice with its PDF attached).
+async fn plan_ledger(
+    state: &AppState,
+    event: &StoredEvent,
+    meta: &EventMeta,
+) -> Result<Vec<Planned>, String> {
+    use domain::ledger::{Ledger, LedgerEvent};
+    let Ok(payload) = serde_json::from_str::<LedgerEvent>(event.payload.get()) else {
+        return Ok(Vec::new());
+    };
+    let kind = match &payload {
+        LedgerEvent::InvoiceIssued { .. } => Kind::InvoiceIssued,
+        LedgerEvent::PaymentReceived { .. } => Kind::PaymentReceived,
+        LedgerEvent::OverdueReminderDue { .. } => Kind::PaymentReminder,
+        _ => return Ok(Vec::new()),
+    };
+    let tenant_id = meta.tenant_id;
+    let company_id = Uuid::parse_str(&event.aggregate_id).map_err(|e| e.to_string())?;
+    let (ledger, _) = state
+        .store
+        .load::<Ledger>(tenant_id, &event.aggregate_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (company, _) = state
+        .store
+        .load::<Company>(tenant_id, &event.aggregate_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tenant, _) = state
+        .store
+        .load::<Tenant>(tenant_id, &tenant_id.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    let currency = tenant
+        .currency
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    let amount = |value: rust_decimal::Decimal| {
+        format!("{} {currency}", crate::billing::documents::money(value))
+            .trim()
+            .to_owned()
+    };
+    let mut values = BTreeMap::from([("company".to_string(), company.name.clone())]);
+    let mut attachments = Vec::new();
+    match &payload {
+        LedgerEvent::InvoiceIssued {
+            invoice_id,
+            number,
+            due_date,
+            total,
+            ..
+        } => {
+            values.insert("invoice".into(), number.to_string());
+            values.insert("amount".into(), amount(*total));
+            values.insert("due_date".into(), due_date.to_string());
+            // The PDF as it is now (paid from credit already, if it was).
+            if let Some(invoice) = ledger.invoices.get(invoice_id) {
+                let document =
+                    crate::billing::documents::invoice_document(&tenant, &company, invoice);
+                let bytes = crate::pdf::invoice_pdf(&document);
+                let sha256 = commands::identity::token_digest_bytes(&bytes);
+                sqlx::query(
+                    "INSERT INTO asset_document_blobs (tenant_id, sha256, content)
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(tenant_id)
+                .bind(&sha256)
+                .bind(&bytes)
+                .execute(&state.pool)
+                .await
+                .map_err(|e| e.to_string())?;
+                attachments.push(domain::notification::AttachmentRef {
+                    file_name: format!("Invoice {number}.pdf"),
+                    content_type: "application/pdf".into(),
+                    sha256,
+                    size: bytes.len() as u64,
+                });
+            }
+        }
+        LedgerEvent::PaymentReceived {
+            amount: paid,
+            received_on,
+            ..
+        } => {
+            values.insert("amount".into(), amount(*paid));
+            values.insert("received_on".into(), received_on.to_string());
+            values.insert("balance".into(), amount(ledger.balance()));
+        }
+        LedgerEvent::OverdueReminderDue { invoice_id, on, .. } => {
+            let Some(invoice) = ledger.invoices.get(invoice_id) else {
+                return Ok(Vec::new());
+            };
+            if invoice.balance() <= rust_decimal::Decimal::ZERO {
+                return Ok(Vec::new());
+            }
+            let due = invoice.due_date.unwrap_or(*on);
+            values.insert(
+                "invoice".into(),
+                invoice.number.unwrap_or_default().to_string(),
+            );
+            values.insert("amount".into(), amount(invoice.balance()));
+            values.insert("due_date".into(), due.to_string());
+            values.insert("days_overdue".into(), (*on - due).num_days().to_string());
+        }
+        _ => {}
+    }
+    let contacts = projections::contacts::billing_of(&state.pool, tenant_id, &[company_id])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(contacts
+        .into_iter()
+        .map(|(_, contact_id)| Planned {
+            kind,
+            target: Target::Contact(contact_id),
+            values: values.clone(),
+            company_id: Some(company_id),
+            work_order_id: None,
+            order_link: None,
+            command_link: None,
+            attachments: attachments.clone(),
+        })
+        .collect())
 }
 
 /// The channels a person is reached on, or why none.
@@ -541,7 +676,7 @@ async fn deliver_plan(
         work_order_id: plan.work_order_id,
         values: plan.values.clone(),
         link_secret: plan.command_link,
-        attachments: Vec::new(),
+        attachments: plan.attachments.clone(),
         resend_of: None,
     };
     if let Some((reason, address)) = reach.skip {
