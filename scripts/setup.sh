@@ -2,7 +2,8 @@
 # Idempotent system set-up for SupportTracker on Debian/Ubuntu with Rust installed.
 # Installs what is missing: PostgreSQL >= 15 server binaries (package `postgresql`),
 # pkg-config, cargo-nextest, and (when ST_NEED_BROWSER=1) the test tools: chromium +
-# chromium-driver, and python3-aiosmtpd (the SMTP server of the tests).
+# chromium-driver, python3-aiosmtpd (the SMTP server of the tests), hledger and beancount
+# (the ledger export's checkers).
 # Fast (well under 2 s) when everything is already there.
 set -euo pipefail
 
@@ -44,6 +45,13 @@ if [ "${ST_NEED_BROWSER:-0}" = 1 ]; then
     command -v chromedriver >/dev/null 2>&1 || apt_pkgs+=(chromium-driver)
     # The integration tests' SMTP server (tests/src/smtp.rs).
     /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || apt_pkgs+=(python3-aiosmtpd)
+    # The ledger export's checkers (tests/it/ledger_export.rs): hledger is required,
+    # beancount's bean-check is used when this distribution packages it.
+    command -v hledger >/dev/null 2>&1 || apt_pkgs+=(hledger)
+    if ! command -v bean-check >/dev/null 2>&1 && command -v apt-cache >/dev/null 2>&1 \
+        && [ -n "$(apt-cache policy beancount 2>/dev/null | awk '/Candidate:/ && $2 != "(none)" {print $2}')" ]; then
+        apt_pkgs+=(beancount)
+    fi
 fi
 
 # How to run privileged commands: directly as root, sudo without a password, or not at all.

@@ -188,6 +188,140 @@ impl Period {
     }
 }
 
+/// How often a catalogue service is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServicePeriod {
+    Monthly,
+    Quarterly,
+    Yearly,
+}
+
+impl ServicePeriod {
+    pub const ALL: [ServicePeriod; 3] = [Self::Monthly, Self::Quarterly, Self::Yearly];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Monthly => "monthly",
+            Self::Quarterly => "quarterly",
+            Self::Yearly => "yearly",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == text.trim())
+    }
+
+    /// Billing dates between two bills of this period.
+    pub fn months(self) -> u32 {
+        match self {
+            Self::Monthly => 1,
+            Self::Quarterly => 3,
+            Self::Yearly => 12,
+        }
+    }
+}
+
+/// A service of the tenant's catalogue (a resold product: backup, licences, phone lines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogueService {
+    pub name: String,
+    /// premium, standard, free… (free text).
+    pub tier: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub price: Decimal,
+    pub period: ServicePeriod,
+    pub retired: bool,
+}
+
+impl CatalogueService {
+    pub fn check(&self) -> Result<(), Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
+            errors.push(ValidationError::new("name", "must be 1 to 200 characters"));
+        }
+        if self.tier.chars().count() > 50 {
+            errors.push(ValidationError::new(
+                "tier",
+                "must be at most 50 characters",
+            ));
+        }
+        if self.price.is_sign_negative() || self.price.normalize().scale() > 2 {
+            errors.push(ValidationError::new(
+                "price",
+                "must be 0 or more with at most 2 decimals",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// A company's subscription to a catalogue service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub service_id: Uuid,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub quantity: Decimal,
+    pub start_date: NaiveDate,
+    pub end_date: Option<NaiveDate>,
+    /// A price for this company instead of the catalogue's.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub price: Option<Decimal>,
+}
+
+impl Subscription {
+    pub fn check(&self) -> Result<(), Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        if self.quantity <= Decimal::ZERO || self.quantity.normalize().scale() > 4 {
+            errors.push(ValidationError::new(
+                "quantity",
+                "must be more than 0 with at most 4 decimals",
+            ));
+        }
+        if self.end_date.is_some_and(|end| end < self.start_date) {
+            errors.push(ValidationError::new(
+                "end_date",
+                "must not be before the start date",
+            ));
+        }
+        if let Some(price) = self.price {
+            if price.is_sign_negative() || price.normalize().scale() > 2 {
+                errors.push(ValidationError::new(
+                    "price",
+                    "must be 0 or more with at most 2 decimals",
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Whether the subscription is billed on the period starting `period_start`: it is active
+    /// that day, and (quarterly, yearly) a whole number of periods has passed since the first
+    /// billing date on or after its start.
+    pub fn billed_on(
+        &self,
+        period_start: NaiveDate,
+        months: u32,
+        first_billing: NaiveDate,
+    ) -> bool {
+        if period_start < self.start_date || self.end_date.is_some_and(|end| period_start > end) {
+            return false;
+        }
+        let elapsed = (period_start.year() - first_billing.year()) * 12
+            + period_start.month() as i32
+            - first_billing.month() as i32;
+        elapsed >= 0 && (elapsed as u32).is_multiple_of(months.max(1))
+    }
+}
+
 /// A line of an invoice as given: quantity × unit price, optional tax rate (percent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineInput {

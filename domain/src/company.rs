@@ -28,6 +28,9 @@ pub struct Company {
     /// How the contract is billed (issue 7); `None`: not billed by the scheduler.
     #[serde(default)]
     pub billing: Option<BillingTerms>,
+    /// Catalogue services it subscribes to, billed with the contract.
+    #[serde(default)]
+    pub subscriptions: std::collections::BTreeMap<uuid::Uuid, crate::billing::Subscription>,
 }
 
 /// How a company's contract is billed; its rate is the company's `monthly_rate`
@@ -422,6 +425,12 @@ pub enum CompanyCommand {
     SetBilling {
         billing: Option<BillingTerms>,
     },
+    /// Adds or changes a subscription (checked with `Subscription::check`); an end date ends
+    /// it.
+    SetSubscription {
+        subscription_id: uuid::Uuid,
+        subscription: crate::billing::Subscription,
+    },
     /// Several changes at once (the API's PATCH): all are decided against the same state and
     /// appended together, or none is. Fields equal to the current value change nothing.
     Update(CompanyChanges),
@@ -478,6 +487,11 @@ pub enum CompanyEvent {
     ContractBillingChanged {
         billing: Option<BillingTerms>,
     },
+    /// The whole subscription after the change.
+    SubscriptionSet {
+        subscription_id: uuid::Uuid,
+        subscription: crate::billing::Subscription,
+    },
 }
 
 impl DomainEvent for CompanyEvent {
@@ -492,6 +506,7 @@ impl DomainEvent for CompanyEvent {
             Self::CompanyStatusChanged { .. } => "CompanyStatusChanged",
             Self::ContractCoverageChanged { .. } => "ContractCoverageChanged",
             Self::ContractBillingChanged { .. } => "ContractBillingChanged",
+            Self::SubscriptionSet { .. } => "SubscriptionSet",
         }
         .to_string()
     }
@@ -613,6 +628,20 @@ impl Company {
                     }]
                 }
             }
+            CompanyCommand::SetSubscription {
+                subscription_id,
+                subscription,
+            } => {
+                self.require_active()?;
+                if self.subscriptions.get(&subscription_id) == Some(&subscription) {
+                    vec![]
+                } else {
+                    vec![E::SubscriptionSet {
+                        subscription_id,
+                        subscription,
+                    }]
+                }
+            }
             CompanyCommand::SetBilling { billing } => {
                 self.require_active()?;
                 if billing == self.billing {
@@ -721,6 +750,12 @@ impl Aggregate for Company {
             CompanyEvent::CompanyStatusChanged { status, .. } => self.customer_status = status,
             CompanyEvent::ContractCoverageChanged { coverage } => self.coverage = coverage,
             CompanyEvent::ContractBillingChanged { billing } => self.billing = billing,
+            CompanyEvent::SubscriptionSet {
+                subscription_id,
+                subscription,
+            } => {
+                self.subscriptions.insert(subscription_id, subscription);
+            }
         }
     }
 }

@@ -73,6 +73,9 @@ pub struct Tenant {
     /// Reminders and late fees on overdue invoices.
     #[serde(default)]
     pub late_payment: LatePayment,
+    /// The services it resells, billed with the contracts of the companies subscribed.
+    #[serde(default)]
+    pub services: BTreeMap<Uuid, crate::billing::CatalogueService>,
 }
 
 /// What happens when invoices are overdue: a reminder to the billing contacts at each of
@@ -268,6 +271,11 @@ pub enum TenantCommand {
     SetLatePayment {
         policy: LatePayment,
     },
+    /// Adds or changes a catalogue service (checked with `CatalogueService::check`).
+    SetService {
+        service_id: Uuid,
+        service: crate::billing::CatalogueService,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -341,6 +349,11 @@ pub enum TenantEvent {
     LatePaymentChanged {
         policy: LatePayment,
     },
+    /// The whole service after the change (also its first definition).
+    ServiceDefined {
+        service_id: Uuid,
+        service: crate::billing::CatalogueService,
+    },
 }
 
 impl DomainEvent for TenantEvent {
@@ -364,6 +377,7 @@ impl DomainEvent for TenantEvent {
             Self::SmsProviderChanged { .. } => "SmsProviderChanged",
             Self::BillingProfileChanged { .. } => "BillingProfileChanged",
             Self::LatePaymentChanged { .. } => "LatePaymentChanged",
+            Self::ServiceDefined { .. } => "ServiceDefined",
         }
         .to_string()
     }
@@ -735,6 +749,20 @@ impl Tenant {
                     vec![E::LatePaymentChanged { policy }]
                 }
             }
+            TenantCommand::SetService {
+                service_id,
+                service,
+            } => {
+                service.check().map_err(|_| TenantError::InvalidName)?;
+                if self.services.get(&service_id) == Some(&service) {
+                    vec![]
+                } else {
+                    vec![E::ServiceDefined {
+                        service_id,
+                        service,
+                    }]
+                }
+            }
             TenantCommand::SetBillingProfile { profile } => {
                 profile.check().map_err(|_| TenantError::InvalidName)?;
                 if self.billing_profile == profile {
@@ -840,6 +868,12 @@ impl Aggregate for Tenant {
             TenantEvent::SmsProviderChanged { provider } => self.sms_provider = provider,
             TenantEvent::BillingProfileChanged { profile } => self.billing_profile = profile,
             TenantEvent::LatePaymentChanged { policy } => self.late_payment = policy,
+            TenantEvent::ServiceDefined {
+                service_id,
+                service,
+            } => {
+                self.services.insert(service_id, service);
+            }
             TenantEvent::SlaPoliciesChanged {
                 policies,
                 escalate_to,

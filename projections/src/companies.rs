@@ -209,7 +209,8 @@ impl Projection for CompaniesProjection {
                 }
                 // Coverage is read from the aggregate (work orders, the coverage page).
                 CompanyEvent::ContractCoverageChanged { .. }
-                | CompanyEvent::ContractBillingChanged { .. } => {}
+                | CompanyEvent::ContractBillingChanged { .. }
+                | CompanyEvent::SubscriptionSet { .. } => {}
             }
             row.version = event.sequence;
             row.updated_at = at;

@@ -211,6 +211,14 @@ fn tenant_event_summary(event: &TenantEvent) -> String {
         TenantEvent::BillingProfileChanged { .. } => {
             "Billing details (address, tax id, payment instructions) changed".into()
         }
+        TenantEvent::ServiceDefined { service, .. } => format!(
+            "Service \"{}\" ({}) at {} {}{}",
+            service.name,
+            service.tier,
+            service.price,
+            service.period.as_str(),
+            if service.retired { ", retired" } else { "" }
+        ),
         TenantEvent::LatePaymentChanged { policy } => format!(
             "Overdue invoices: reminders at {} days past due{}",
             if policy.reminder_days.is_empty() {
@@ -666,6 +674,18 @@ fn company_event_summary(event: &CompanyEvent) -> String {
                 if b.tax_exempt { ", tax exempt" } else { "" }
             ),
             None => "Contract no longer billed".into(),
+        },
+        CompanyEvent::SubscriptionSet { subscription, .. } => match subscription.end_date {
+            Some(end) => format!(
+                "Subscription ({} × service) from {} until {end}",
+                subscription.quantity.normalize(),
+                subscription.start_date
+            ),
+            None => format!(
+                "Subscription ({} × service) from {}",
+                subscription.quantity.normalize(),
+                subscription.start_date
+            ),
         },
     }
 }

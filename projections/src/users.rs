@@ -150,7 +150,8 @@ async fn apply_tenant(
         | TenantEvent::EmailProviderChanged { .. }
         | TenantEvent::SmsProviderChanged { .. }
         | TenantEvent::BillingProfileChanged { .. }
-        | TenantEvent::LatePaymentChanged { .. } => return Ok(()),
+        | TenantEvent::LatePaymentChanged { .. }
+        | TenantEvent::ServiceDefined { .. } => return Ok(()),
     };
     let mut query = sqlx::query(&sql).bind(tenant_id).bind(user_id).bind(at);
     if let Some(role) = role {

@@ -103,6 +103,21 @@ enum Command {
         /// Output file, or `-` for stdout.
         file: PathBuf,
     },
+    /// Write a tenant's receivables as a plain-text accounting journal (`-`: stdout): one
+    /// account per customer, whose balance is its total in the AR aging report.
+    ExportLedger {
+        /// Journal syntax.
+        #[arg(long, value_enum, default_value_t = ledger_export::Format::Hledger)]
+        format: ledger_export::Format,
+        /// The tenant's id (default: the only tenant).
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        /// Only facts dated up to this date, YYYY-MM-DD (default: every fact).
+        #[arg(long, value_parser = ledger_export::parse_date)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Output file, or `-` for stdout.
+        file: PathBuf,
+    },
     /// Load a JSON Lines export into an empty event store, in one transaction.
     Import {
         /// Input file, or `-` for stdin.
@@ -273,6 +288,20 @@ async fn dispatch(
         } => history::replay(pool, as_of, &aggregate_type, &id).await,
         Command::Verify => verify::verify(pool).await,
         Command::Export { file } => transfer::export(pool, &file).await,
+        Command::ExportLedger {
+            format,
+            tenant,
+            as_of,
+            file,
+        } => {
+            let options = ledger_export::Options {
+                tenant,
+                as_of,
+                format,
+                file,
+            };
+            ledger_export::export_ledger(pool, options).await
+        }
         Command::Import { file, rebuild } => transfer::import(pool, &file, rebuild).await,
         Command::Bench {
             events,

@@ -642,3 +642,263 @@ async fn invoices_pdfs_aging_and_statements_read_what_the_ledger_holds() {
         .json();
     assert_eq!(balance["balance"], "1525.00");
 }
+
+/// The scheduler's job bills up to each tenant's own today: in a zone whose midnight is far
+/// from UTC's, a contract starting today (local) is billed today, dated the local date; a
+/// billing date on a DST change is just a date.
+#[tokio::test]
+async fn the_scheduled_run_bills_up_to_the_tenant_s_local_today() {
+    use commands::{ConflictPolicy, EventMeta};
+    use domain::identity::TimeZone;
+    use domain::tenant::{Tenant, TenantCommand};
+    let app = TestApp::new().await;
+    let zone = "Pacific/Kiritimati"; // UTC+14
+    app.store
+        .execute::<Tenant>(
+            &app.owner.tenant_id.to_string(),
+            TenantCommand::ChangeSettings {
+                currency: None,
+                time_zone: Some(TimeZone::parse(zone).unwrap()),
+            },
+            &(),
+            &EventMeta::new(app.owner.tenant_id, app.owner.user_id.to_string()),
+            ConflictPolicy::Report,
+        )
+        .await
+        .unwrap();
+    let local_today = chrono::Utc::now()
+        .with_timezone(&zone.parse::<chrono_tz::Tz>().unwrap())
+        .date_naive();
+    let acme = company(&app, "Northwind", "99.00").await;
+    terms(
+        &app,
+        acme,
+        json!({"billing_day": 1, "start_date": local_today.to_string(), "prorate": false}),
+    )
+    .await;
+    let state = web::state::AppState::new(
+        app.db.pool.clone(),
+        app.store.clone(),
+        web::state::Settings::local(std::time::Duration::from_secs(2)),
+    );
+    let made = web::billing::run::run_all(&state).await.unwrap();
+    assert_eq!(made, 1);
+    let l = ledger(&app, acme).await;
+    let invoice = l.invoices.values().next().unwrap();
+    assert_eq!(
+        invoice.issue_date,
+        Some(local_today),
+        "dated the tenant's local date"
+    );
+    assert_eq!(web::billing::run::run_all(&state).await.unwrap(), 0, "once");
+
+    // New York's spring-forward day is a billing date like any other.
+    let ny = company(&app, "Gotham", "10.00").await;
+    terms(
+        &app,
+        ny,
+        json!({"billing_day": 8, "start_date": "2026-02-08"}),
+    )
+    .await;
+    let made = run(&app, "2026-03-08").await;
+    let dates: Vec<&str> = made
+        .iter()
+        .filter(|i| i["company_id"] == ny.to_string())
+        .map(|i| i["issue_date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, ["2026-02-08", "2026-03-08"]);
+}
+
+/// Catalogue services subscribed to are billed with the contract: monthly ones on every
+/// billing date they are active, quarterly ones every third from the first.
+#[tokio::test]
+async fn subscriptions_to_catalogue_services_are_billed_with_the_contract() {
+    let app = TestApp::new().await;
+    let service = |body: Value| {
+        let app = &app;
+        async move {
+            let reply = app
+                .request(Method::POST, "/api/v1/services", Some(&body.to_string()))
+                .await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+            reply.json()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let backup =
+        service(json!({"name": "Cloud backup", "tier": "premium", "price": "29.00"})).await;
+    let audit = service(
+        json!({"name": "Security audit", "tier": "standard", "price": "90.00",
+                               "period": "quarterly"}),
+    )
+    .await;
+    let bad = app
+        .request(
+            Method::POST,
+            "/api/v1/services",
+            Some(&json!({"name": "", "price": "-1", "period": "weekly"}).to_string()),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+    for field in ["name", "price", "period"] {
+        assert!(bad.text.contains(field), "{field}: {}", bad.text);
+    }
+    let acme = company(&app, "Northwind", "100.00").await;
+    terms(
+        &app,
+        acme,
+        json!({"billing_day": 1, "start_date": "2026-01-01"}),
+    )
+    .await;
+    let subscribe = |body: Value| {
+        let app = &app;
+        async move {
+            app.request(
+                Method::POST,
+                &format!("/api/v1/companies/{acme}/subscriptions"),
+                Some(&body.to_string()),
+            )
+            .await
+        }
+    };
+    let reply =
+        subscribe(json!({"service_id": backup, "quantity": "5", "start_date": "2026-01-15"})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let reply =
+        subscribe(json!({"service_id": audit, "start_date": "2026-01-01", "price": "80.00"})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let unknown =
+        subscribe(json!({"service_id": Uuid::new_v4(), "start_date": "2026-01-01"})).await;
+    assert_eq!(
+        unknown.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unknown.text
+    );
+    let made = run(&app, "2026-06-01").await;
+    let totals: Vec<(&str, &str)> = made
+        .iter()
+        .map(|i| {
+            (
+                i["issue_date"].as_str().unwrap(),
+                i["total"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        [
+            ("2026-01-01", "180.00"), // contract + audit (80.00, its own price)
+            ("2026-02-01", "245.00"), // contract + 5 × 29.00 backup (from its first billing date)
+            ("2026-03-01", "245.00"),
+            ("2026-04-01", "325.00"), // + the quarterly audit again
+            ("2026-05-01", "245.00"),
+            ("2026-06-01", "245.00"),
+        ]
+    );
+    let list = app
+        .request(
+            Method::GET,
+            &format!("/api/v1/companies/{acme}/subscriptions"),
+            None,
+        )
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.json()["subscriptions"].as_array().unwrap().len(), 2);
+}
+
+/// Who may do what: accountants read and record payments but do not run billing;
+/// technicians and customers' people see no billing at all.
+#[tokio::test]
+async fn billing_answers_by_role() {
+    use domain::identity::Role;
+    let app = TestApp::new().await;
+    let acme = company(&app, "Northwind", "100.00").await;
+    let accountant = app
+        .person(&app.owner, Role::Accountant, "acc@acme.test", None)
+        .await;
+    let technician = app
+        .person(&app.owner, Role::Technician, "tech@acme.test", None)
+        .await;
+    let client = app
+        .person(&app.owner, Role::Client, "ann@northwind.test", Some(acme))
+        .await;
+    let payment = json!({"company_id": acme, "amount": "10.00", "received_on": "2026-01-01",
+                         "method": "cash"})
+    .to_string();
+    let run = json!({"as_of": "2026-01-01"}).to_string();
+    let cases: [(&st_tests::Person, Method, &str, Option<&str>, StatusCode); 9] = [
+        (
+            &accountant,
+            Method::GET,
+            "/api/v1/invoices",
+            None,
+            StatusCode::OK,
+        ),
+        (
+            &accountant,
+            Method::GET,
+            "/api/v1/reports/ar-aging",
+            None,
+            StatusCode::OK,
+        ),
+        (
+            &accountant,
+            Method::POST,
+            "/api/v1/payments",
+            Some(&payment),
+            StatusCode::CREATED,
+        ),
+        (
+            &accountant,
+            Method::POST,
+            "/api/v1/billing/runs",
+            Some(&run),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &technician,
+            Method::GET,
+            "/api/v1/invoices",
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &technician,
+            Method::POST,
+            "/api/v1/payments",
+            Some(&payment),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &client,
+            Method::GET,
+            "/api/v1/invoices",
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &client,
+            Method::GET,
+            "/api/v1/reports/ar-aging",
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &client,
+            Method::GET,
+            "/api/v1/services",
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    for (who, method, path, body, expected) in cases {
+        let reply = app
+            .send_as(Some(who), method.clone(), path, body, &[])
+            .await;
+        assert_eq!(
+            reply.status, expected,
+            "{:?} {method} {path}: {}",
+            who.role, reply.text
+        );
+    }
+}

@@ -346,7 +346,15 @@ async fn a_crash_between_sending_and_recording_never_sends_twice() {
     .with_owner(&db.url)
     .await;
     let (company_id, contact_id) = customer(&first, "").await;
-    raise(&first, &company_id, &contact_id, "Server down").await;
+    // The process may stop before it answers: the order is committed before the message
+    // goes out, so the answer is not what this test waits for.
+    let _ = reqwest::Client::new()
+        .post(first.url("/api/v1/work-orders"))
+        .bearer_auth(first.token())
+        .json(&json!({"company_id": company_id, "contact_id": contact_id,
+                      "title": "Server down", "priority": "high"}))
+        .send()
+        .await;
     smtp.wait_for(1, Duration::from_secs(30)).await;
     let status = first
         .wait_exit(Duration::from_secs(30))
@@ -682,4 +690,94 @@ async fn a_message_missing_a_value_is_refused_naming_it() {
         .count("SELECT count(*) FROM events WHERE event_type = 'NotificationQueued'")
         .await;
     assert_eq!(queued, 0);
+}
+
+/// An issued invoice reaches the company's billing contact by email with its PDF attached;
+/// a payment sends a receipt.
+#[tokio::test]
+async fn issued_invoices_are_emailed_to_billing_contacts_with_the_pdf() {
+    let db = TestDb::new().await;
+    let smtp = SmtpServer::start();
+    let server = server(&db, Some(&smtp.url()), None, &[])
+        .with_owner(&db.url)
+        .await;
+    let (status, company) = api(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/companies",
+        Some(json!({"name": "Northwind", "monthly_rate": "450.00"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{company}");
+    let company_id = company["id"].as_str().unwrap().to_owned();
+    let (status, contact) = api(
+        &server,
+        reqwest::Method::POST,
+        &format!("/api/v1/companies/{company_id}/contacts"),
+        Some(json!({"name": "Bea Billing", "email": "accounts@northwind.test", "billing": true})),
+    )
+    .await;
+    assert_eq!(status, 201, "{contact}");
+    let (status, terms) = api(
+        &server,
+        reqwest::Method::PUT,
+        &format!("/api/v1/companies/{company_id}/billing"),
+        Some(json!({"billing_day": 1, "start_date": "2026-11-01", "payment_terms_days": 30})),
+    )
+    .await;
+    assert_eq!(status, 200, "{terms}");
+    let (status, run) = api(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/billing/runs",
+        Some(json!({"as_of": "2026-11-01"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let mails = smtp.wait_for(1, Duration::from_secs(30)).await;
+    let mail = &mails[0];
+    assert_eq!(mail.rcpt_tos, vec!["accounts@northwind.test".to_string()]);
+    assert_eq!(mail.subject().as_deref(), Some("Invoice 1 from Acme IT"));
+    let text = mail.text().unwrap();
+    assert!(
+        text.contains("450.00") && text.contains("2026-12-01"),
+        "{text}"
+    );
+    let attachments = mail.attachments();
+    assert_eq!(attachments.len(), 1);
+    assert_eq!(attachments[0].0, "Invoice 1.pdf");
+    let pdf = &attachments[0].2;
+    let (status, _) = api(&server, reqwest::Method::GET, "/api/v1/invoices", None).await;
+    assert_eq!(status, 200);
+    let document = lopdf::Document::load_mem(pdf).unwrap();
+    let pages: Vec<u32> = document.get_pages().keys().copied().collect();
+    let content = document.extract_text(&pages).unwrap();
+    assert!(
+        content.contains("Northwind") && content.contains("450.00"),
+        "{content}"
+    );
+
+    // A payment sends a receipt with the balance after it.
+    let (status, payment) = api(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/payments",
+        Some(
+            json!({"company_id": company_id, "amount": "450.00", "received_on": "2026-11-20",
+                    "method": "bank_transfer", "reference": "INV 1"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{payment}");
+    let mails = smtp.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(
+        mails[1].subject().as_deref(),
+        Some("Payment received: 450.00 USD")
+    );
+    assert!(
+        mails[1].text().unwrap().contains("Balance now: 0.00"),
+        "{:?}",
+        mails[1].text()
+    );
+    server.stop();
 }

@@ -408,6 +408,32 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         "put",
         &[400, 401, 403, 413, 415, 422, 500],
     ),
+    ("/api/v1/services", "get", &[401, 403, 500]),
+    (
+        "/api/v1/services",
+        "post",
+        &[400, 401, 403, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/services/{id}",
+        "put",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/companies/{id}/subscriptions",
+        "get",
+        &[400, 401, 403, 404, 500],
+    ),
+    (
+        "/api/v1/companies/{id}/subscriptions",
+        "post",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/companies/{id}/subscriptions/{subscription_id}",
+        "put",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
     ("/healthz", "get", &[500]),
     ("/api/v1/openapi.json", "get", &[500]),
 ];

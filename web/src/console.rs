@@ -42,7 +42,6 @@ pub fn router() -> Router<AppState> {
             get(profile_form_page).post(save_profile),
         )
         .route("/companies/{id}/work-orders", get(work_orders_tab))
-        .route("/companies/{id}/billing", get(billing_tab))
         .route("/companies/{id}/rename", post(rename))
         .route("/companies/{id}/rate", post(set_rate))
         .route("/companies/{id}/archive", post(archive))
@@ -1271,40 +1270,6 @@ async fn restore(
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "company_section.html")]
-struct CompanySectionPage {
-    flash: Option<String>,
-    tabs: CompanyTabs,
-    heading: &'static str,
-    empty: &'static str,
-}
-
-/// A company tab whose records arrive with a later part of the service: the tab bar and an
-/// honest empty state.
-async fn empty_section(
-    state: &AppState,
-    me: &Principal,
-    cookies: &Cookies,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    tab: CompanyTab,
-    empty: &'static str,
-) -> Response {
-    if let Err(refused) = me.require(Action::ViewCompanies) {
-        return refused.into_response();
-    }
-    match company_for_tab(state, me, path, tab).await {
-        Ok((_, tabs)) => CompanySectionPage {
-            flash: cookies.flash.clone(),
-            tabs,
-            heading: tab.label(),
-            empty,
-        }
-        .into_response(),
-        Err(page) => page,
-    }
-}
-
-#[derive(Template, WebTemplate)]
 #[template(path = "company_work_orders.html")]
 struct CompanyWorkOrdersPage {
     flash: Option<String>,
@@ -1349,16 +1314,6 @@ async fn work_orders_tab(
         may_raise: me.may(Action::EditWorkOrders) && !company.archived,
     }
     .into_response()
-}
-
-async fn billing_tab(
-    State(state): State<AppState>,
-    me: Principal,
-    axum::Extension(cookies): axum::Extension<Cookies>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Response {
-    let tab = CompanyTab::Billing;
-    empty_section(&state, &me, &cookies, path, tab, "No invoices yet.").await
 }
 
 /// The values and messages of the profile form.

@@ -69,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         .merge(notify::webhook::router())
         .merge(billing::api::router())
         .merge(billing::reports::router())
+        .merge(billing::catalogue::router())
+        .merge(billing::pages::router())
         .merge(notify::api::router())
         .merge(notify::pages::router())
         .merge(openapi::router())

@@ -44,9 +44,10 @@ pub async fn serve(config: Config, database_url: String) -> anyhow::Result<()> {
         },
     );
     let notifier = crate::notify::start(state.clone(), wakeups);
-    let scheduler = crate::scheduler::start(state.clone(), config.scheduler_tick, config.billing_tick)
-        .await
-        .map_err(|e| anyhow::anyhow!("scheduler: {e}"))?;
+    let scheduler =
+        crate::scheduler::start(state.clone(), config.scheduler_tick, config.billing_tick)
+            .await
+            .map_err(|e| anyhow::anyhow!("scheduler: {e}"))?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("ST_LISTEN {}: cannot listen: {e}", config.listen))?;

@@ -64,7 +64,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 }
 
 /// `YYYY-MM-DD_<number or ->_<id>`, or `draft_-_<id>`: a place in the invoice list.
-fn encode_cursor(c: InvoiceCursor) -> String {
+pub(crate) fn encode_cursor(c: InvoiceCursor) -> String {
     format!(
         "{}_{}_{}",
         c.issue_date
@@ -74,7 +74,7 @@ fn encode_cursor(c: InvoiceCursor) -> String {
     )
 }
 
-fn decode_cursor(text: &str) -> Option<InvoiceCursor> {
+pub(crate) fn decode_cursor(text: &str) -> Option<InvoiceCursor> {
     let mut parts = text.splitn(3, '_');
     let date = parts.next()?;
     let number = parts.next()?;

@@ -25,6 +25,9 @@ use crate::state::AppState;
 /// The number sequence of invoices (`NumberIssued` per tenant, gapless).
 pub const INVOICE_SEQUENCE: &str = "invoice";
 
+/// Companies one run bills at the same time.
+const CONCURRENT_COMPANIES: usize = 8;
+
 /// An invoice a run made (or, previewing, would make).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Billed {
@@ -75,10 +78,36 @@ pub async fn run(
     companies.extend(overdue);
     companies.sort_unstable();
     companies.dedup();
+    // Companies are independent (each has its own ledger; the invoice numbers are taken in
+    // `execute_numbered`, which decides again when another writer took the number), so a few
+    // are billed at the same time: each company costs a dozen round trips to PostgreSQL, and
+    // one at a time the run would wait on them in turn. The result keeps the companies' order.
+    let mut outcomes: Vec<Option<anyhow::Result<Vec<Billed>>>> =
+        (0..companies.len()).map(|_| None).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut pending = companies.iter().copied().enumerate();
+    loop {
+        while tasks.len() < CONCURRENT_COMPANIES {
+            let Some((index, company_id)) = pending.next() else {
+                break;
+            };
+            let (state, actor) = (state.clone(), actor.to_owned());
+            tasks.spawn(async move {
+                let made =
+                    bill_company(&state, tenant_id, company_id, as_of, preview, &actor).await;
+                (index, made)
+            });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let (index, made) = joined.map_err(|e| anyhow::anyhow!("a billing task failed: {e}"))?;
+        outcomes[index] = Some(made);
+    }
     let mut billed = Vec::new();
     let mut failures = Vec::new();
-    for company_id in companies {
-        match bill_company(state, tenant_id, company_id, as_of, preview, actor).await {
+    for (company_id, outcome) in companies.into_iter().zip(outcomes) {
+        match outcome.unwrap_or_else(|| Err(anyhow::anyhow!("not billed"))) {
             Ok(mut made) => billed.append(&mut made),
             Err(error) => {
                 tracing::warn!(%tenant_id, %company_id, %error, "billing a company failed");
@@ -119,6 +148,10 @@ pub async fn bill_company(
         }
         return late_fees(state, tenant_id, company_id, as_of, preview, actor, 14).await;
     };
+    let (catalogue, _) = state
+        .store
+        .load::<Tenant>(tenant_id, &tenant_id.to_string())
+        .await?;
     let tax_exempt = company.billing.as_ref().is_some_and(|b| b.tax_exempt);
     let tax_rate = company.billing.as_ref().and_then(|b| b.tax_rate);
     let (ledger, _) = state
@@ -156,6 +189,41 @@ pub async fn bill_company(
             period_end: period.end,
         })];
         let mut bills = vec![period.key()];
+        // Catalogue services the company subscribes to, on the billing dates they are due.
+        for sub in company.subscriptions.values() {
+            let Some(service) = catalogue.services.get(&sub.service_id) else {
+                continue;
+            };
+            let first = domain::billing::billing_date_after(
+                sub.start_date - Duration::days(1),
+                contract.billing_day,
+            );
+            if !sub.billed_on(period.start, service.period.months(), first) {
+                continue;
+            }
+            inputs.push(LineInput {
+                description: format!(
+                    "{}{} ({}), {} from {}",
+                    service.name,
+                    if service.tier.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", service.tier)
+                    },
+                    service.period.as_str(),
+                    if sub.quantity == Decimal::ONE {
+                        "1 unit".to_owned()
+                    } else {
+                        format!("{} units", sub.quantity.normalize())
+                    },
+                    period.start
+                ),
+                quantity: sub.quantity,
+                unit_price: sub.price.unwrap_or(service.price),
+                tax_rate,
+            });
+            sources.push(None);
+        }
         if Some(period.start) == last {
             for entry in &time {
                 inputs.push(LineInput {
