@@ -1239,3 +1239,189 @@ async fn billing_forms_without_the_csrf_token_are_refused() {
     }
     assert_eq!(events(&app).await, before, "nothing appended");
 }
+
+#[tokio::test]
+async fn services_are_catalogued_and_companies_subscribed_from_their_billing_tab() {
+    let app = TestApp::new().await;
+    let page = get(&app, &app.owner, "/billing/services").await;
+    ok(&page, "catalogue");
+    assert!(page.text.contains("No services in the catalogue yet."));
+    let overview = get(&app, &app.owner, "/billing").await;
+    assert!(overview.text.contains("href=\"/billing/services\""));
+    // A bad service is shown again with its messages, nothing appended.
+    let before = events(&app).await;
+    let reply = form(
+        &app,
+        &app.owner,
+        "/billing/services",
+        "name=&tier=premium&price=lots&period=weekly",
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    assert!(reply
+        .text
+        .contains("id=\"name-error\">The name must be 1 to 200 characters."));
+    assert!(reply.text.contains("id=\"price-error\">The price must be"));
+    assert!(reply
+        .text
+        .contains("id=\"period-error\">The period must be monthly, quarterly or yearly."));
+    assert!(
+        reply.text.contains("value=\"premium\""),
+        "the input is kept"
+    );
+    assert_eq!(events(&app).await, before);
+
+    let reply = form(
+        &app,
+        &app.owner,
+        "/billing/services",
+        "name=Cloud+backup&tier=premium&price=29&period=quarterly",
+    )
+    .await;
+    assert_eq!(location(&reply), "/billing/services");
+    assert_eq!(
+        flash(&reply),
+        "Service \"Cloud backup\" added to the catalogue."
+    );
+    let (tenant, _) = app
+        .store
+        .load::<Tenant>(app.owner.tenant_id, &app.owner.tenant_id.to_string())
+        .await
+        .unwrap();
+    let (&service, saved) = tenant.services.iter().next().unwrap();
+    assert_eq!(saved.name, "Cloud backup");
+    assert_eq!(saved.period.as_str(), "quarterly");
+    let page = get(&app, &app.owner, "/billing/services").await;
+    ok(&page, "catalogue");
+    assert!(page.text.contains(&format!(
+        "<a href=\"/billing/services/{service}\">Cloud backup</a>"
+    )));
+    assert!(page.text.contains("29.00"));
+    // Its page changes it.
+    let page = get(&app, &app.owner, &format!("/billing/services/{service}")).await;
+    ok(&page, "service page");
+    assert!(page.text.contains("value=\"Cloud backup\""));
+    let reply = form(
+        &app,
+        &app.owner,
+        &format!("/billing/services/{service}"),
+        "name=Cloud+backup&tier=premium&price=-3&period=quarterly",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.text.contains("id=\"price-error\""));
+    let reply = form(
+        &app,
+        &app.owner,
+        &format!("/billing/services/{service}"),
+        "name=Cloud+backup&tier=premium&price=30&period=monthly",
+    )
+    .await;
+    assert_eq!(location(&reply), "/billing/services");
+
+    // A company subscribes through its Billing tab.
+    let acme = company(&app, "Acme", "100.00").await;
+    let tab = format!("/companies/{acme}/billing");
+    let page = get(&app, &app.owner, &tab).await;
+    ok(&page, "billing tab");
+    assert!(page.text.contains("No subscriptions yet."));
+    assert!(page.text.contains(&format!("<option value=\"{service}\"")));
+    let before = events(&app).await;
+    let reply = form(
+        &app,
+        &app.owner,
+        &format!("/companies/{acme}/subscriptions"),
+        "service_id=&quantity=lots&start_date=2026-01-01",
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    assert!(reply
+        .text
+        .contains("id=\"sub-service-error\">The service is required."));
+    assert!(reply.text.contains("id=\"sub-quantity-error\""));
+    assert!(reply.text.contains("value=\"lots\""), "the input is kept");
+    assert_eq!(events(&app).await, before);
+    let reply = form(
+        &app,
+        &app.owner,
+        &format!("/companies/{acme}/subscriptions"),
+        &format!("service_id={service}&quantity=5&start_date=2026-01-01&end_date=&price="),
+    )
+    .await;
+    assert_eq!(location(&reply), format!("{tab}#subscriptions"));
+    assert_eq!(flash(&reply), "Subscribed to \"Cloud backup\".");
+    let (acme_now, _) = app
+        .store
+        .load::<Company>(app.owner.tenant_id, &acme.to_string())
+        .await
+        .unwrap();
+    let (&subscription, s) = acme_now.subscriptions.iter().next().unwrap();
+    assert_eq!(s.quantity.to_string(), "5");
+    assert!(s.end_date.is_none() && s.price.is_none());
+    let page = get(&app, &app.owner, &tab).await;
+    assert!(page
+        .text
+        .contains(&format!("<tr data-id=\"{subscription}\">")));
+    assert!(page.text.contains("30.00"));
+
+    // Ended: a day before the start is refused next to its form.
+    let end = format!("/companies/{acme}/subscriptions/{subscription}/end");
+    let reply = form(&app, &app.owner, &end, "end_date=2025-12-31").await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.text.contains(&format!(
+        "id=\"end-error-{subscription}\">The end date must not be before the start date."
+    )));
+    let reply = form(&app, &app.owner, &end, "end_date=2026-06-30").await;
+    assert_eq!(location(&reply), format!("{tab}#subscriptions"));
+    let (acme_now, _) = app
+        .store
+        .load::<Company>(app.owner.tenant_id, &acme.to_string())
+        .await
+        .unwrap();
+    let s = &acme_now.subscriptions[&subscription];
+    assert_eq!(s.end_date.unwrap().to_string(), "2026-06-30");
+    assert_eq!(s.quantity.to_string(), "5");
+    let page = get(&app, &app.owner, &tab).await;
+    assert!(page.text.contains("2026-06-30"));
+
+    // Technicians see none of it; forms need their CSRF token.
+    let technician = app
+        .person(&app.owner, Role::Technician, "tech@acme.test", None)
+        .await;
+    for path in [
+        "/billing/services".to_owned(),
+        format!("/billing/services/{service}"),
+    ] {
+        let reply = get(&app, &technician, &path).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let before = events(&app).await;
+    let reply = form(&app, &technician, "/billing/services", "name=X&price=1").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    for (path, body) in [
+        ("/billing/services".to_owned(), "name=X&price=1".to_owned()),
+        (
+            format!("/billing/services/{service}"),
+            "name=X&price=1".to_owned(),
+        ),
+        (
+            format!("/companies/{acme}/subscriptions"),
+            format!("service_id={service}&start_date=2026-01-01"),
+        ),
+        (end.clone(), "end_date=2026-07-31".to_owned()),
+    ] {
+        let reply = form_without_csrf(&app, &app.owner, &path, &body).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(events(&app).await, before, "nothing appended");
+}

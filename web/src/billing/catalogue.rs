@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, put};
 use axum::Router;
 use chrono::NaiveDate;
-use commands::ConflictPolicy;
+use commands::{ConflictPolicy, EventMeta};
 use domain::authz::Action;
 use domain::billing::{CatalogueService, ServicePeriod, Subscription};
 use domain::company::{Company, CompanyCommand};
@@ -95,7 +95,8 @@ fn service_json(id: Uuid, s: &CatalogueService) -> ServiceJson {
     }
 }
 
-fn parse_service(body: ServiceBody) -> Result<CatalogueService, ApiError> {
+/// A service as typed (the API's body, or the console's form), or the messages.
+pub(crate) fn parse_service(body: ServiceBody) -> Result<CatalogueService, ApiError> {
     let mut errors = Vec::new();
     let price = match body.price.as_deref() {
         Some(p) => decimal("price", p).map_err(|e| errors.push(e)).ok(),
@@ -174,6 +175,17 @@ async fn define(
 ) -> Result<ServiceJson, ApiError> {
     let service = parse_service(body)?;
     let meta = command_meta(me, headers)?;
+    define_service(state, me, &meta, service_id, service).await
+}
+
+/// Adds (`None`) or changes a checked service (`parse_service`); 404 for an unknown id.
+pub(crate) async fn define_service(
+    state: &AppState,
+    me: &Principal,
+    meta: &EventMeta,
+    service_id: Option<Uuid>,
+    service: CatalogueService,
+) -> Result<ServiceJson, ApiError> {
     let id = match service_id {
         Some(id) => {
             let tenant = crate::notify::ops::load_tenant(state, me.tenant_id).await?;
@@ -193,7 +205,7 @@ async fn define(
                 service: service.clone(),
             },
             &(),
-            &meta,
+            meta,
             ConflictPolicy::RetryOnce,
         )
         .await?;
@@ -390,6 +402,27 @@ async fn subscribe(
     subscription_id: Option<Uuid>,
     body: SubscriptionBody,
 ) -> Result<SubscriptionJson, ApiError> {
+    subscribe_with(
+        state,
+        me,
+        || command_meta(me, headers),
+        company_id,
+        subscription_id,
+        body,
+    )
+    .await
+}
+
+/// Subscribes a company (`None`) or changes one of its subscriptions, with the checks of the
+/// API; `meta` gives the command's metadata once the input is valid.
+pub(crate) async fn subscribe_with(
+    state: &AppState,
+    me: &Principal,
+    meta: impl FnOnce() -> Result<EventMeta, ApiError>,
+    company_id: Uuid,
+    subscription_id: Option<Uuid>,
+    body: SubscriptionBody,
+) -> Result<SubscriptionJson, ApiError> {
     let company = company_of(state, me, company_id).await?;
     let tenant = crate::notify::ops::load_tenant(state, me.tenant_id).await?;
     let mut errors = Vec::new();
@@ -437,7 +470,7 @@ async fn subscribe(
         price,
     };
     subscription.check().map_err(ApiError::Invalid)?;
-    let meta = command_meta(me, headers)?;
+    let meta = meta()?;
     let id = match subscription_id {
         Some(id) if company.subscriptions.contains_key(&id) => id,
         Some(id) => return Err(ApiError::NotFound(format!("subscription {id} not found"))),

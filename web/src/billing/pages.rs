@@ -5,8 +5,9 @@
 //! the form that records one, a payment's page with where it went, unapply, refund and
 //! reverse), the AR aging report with its bar chart and CSV (`/billing/aging`), a company's
 //! Billing tab (`/companies/{id}/billing`: balance, contract billing terms, recent invoices and
-//! payments, statements as a page and a PDF) and the billing settings (`/settings/billing`:
-//! seller details, reminders and late fee).
+//! payments, subscriptions to catalogue services, statements as a page and a PDF), the service
+//! catalogue (`/billing/services`: list, add, a service's page that changes or retires it) and
+//! the billing settings (`/settings/billing`: seller details, reminders and late fee).
 //!
 //! Pages need `ViewBilling`; forms `ManageBilling`, the billing run `RunBilling`. Every form
 //! runs the operation the API runs (`super::ops`, `super::run`), checks its CSRF token, shows
@@ -27,8 +28,8 @@ use axum::{Extension, Router};
 use chrono::{Duration, NaiveDate};
 use commands::ConflictPolicy;
 use domain::authz::Action;
-use domain::billing::LineInput;
-use domain::company::BillingTerms;
+use domain::billing::{CatalogueService, LineInput, ServicePeriod};
+use domain::company::{BillingTerms, Company};
 use domain::ledger::{ledger_id, Ledger, LedgerCommand, Method};
 use domain::tenant::{BillingProfile, LateFee, LatePayment, Tenant, TenantCommand};
 use domain::ValidationError;
@@ -36,6 +37,7 @@ use projections::receivables::{self as read, InvoiceFilter, InvoiceRow, PaymentR
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::catalogue::{self, ServiceBody, SubscriptionBody};
 use super::documents::money;
 use super::ops::{self, date, decimal, positive_amount, NewInvoiceInput, NewPayment};
 use super::reports::{aging_csv, decode_cursor, encode_cursor, pdf_response};
@@ -87,6 +89,16 @@ pub fn router() -> Router<AppState> {
         .route("/companies/{id}/statement", get(statement_page))
         .route("/companies/{id}/statement.pdf", get(statement_pdf))
         .route("/settings/billing", get(settings_page).post(save_settings))
+        .route("/billing/services", get(services_page).post(create_service))
+        .route(
+            "/billing/services/{id}",
+            get(service_page).post(update_service),
+        )
+        .route("/companies/{id}/subscriptions", post(subscribe_company))
+        .route(
+            "/companies/{id}/subscriptions/{subscription_id}/end",
+            post(end_subscription),
+        )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2804,6 +2816,10 @@ struct CompanyBillingPage {
     may_manage: bool,
     statement_from: String,
     statement_to: String,
+    subscriptions: Vec<SubscriptionItem>,
+    /// The form that adds one, and the services it offers (not retired ones).
+    subscription: SubscriptionForm,
+    service_choices: Vec<Choice>,
 }
 
 async fn render_company(
@@ -2820,7 +2836,7 @@ async fn render_company(
     };
     let id = row.id;
     let loaded = async {
-        let (_, books) = books(state, me).await?;
+        let (tenant, books) = books(state, me).await?;
         let (company, _) = ops::company(state, me, id).await?;
         let balance = read::company_balance(&state.pool, me.tenant_id, id).await?;
         let invoices = read::list_invoices(
@@ -2834,9 +2850,9 @@ async fn render_company(
         )
         .await?;
         let payments = read::list_payments(&state.pool, me.tenant_id, Some(id), RECENT + 1).await?;
-        Ok::<_, ApiError>((books, company, balance, invoices, payments))
+        Ok::<_, ApiError>((tenant, books, company, balance, invoices, payments))
     };
-    let (books, company, balance, mut invoices, mut payments) = match loaded.await {
+    let (tenant, books, company, balance, mut invoices, mut payments) = match loaded.await {
         Ok(loaded) => loaded,
         Err(ApiError::NotFound(_)) => return not_found_page(),
         Err(error) => return internal_page(error),
@@ -2887,8 +2903,29 @@ async fn render_company(
         may_manage: me.may(Action::ManageBilling),
         statement_from: (books.today - Duration::days(90)).to_string(),
         statement_to: books.today.to_string(),
+        subscriptions: subscription_items(&company, &tenant, &books),
+        subscription: SubscriptionForm::blank(books.today),
+        service_choices: Vec::new(),
     };
     fill(&mut page);
+    let mut offered = vec![(String::new(), "Choose…".to_owned())];
+    offered.extend(
+        service_items(&tenant, &books)
+            .into_iter()
+            .filter(|s| !s.retired)
+            .map(|s| {
+                let tier = if s.tier.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", s.tier)
+                };
+                (
+                    s.id.to_string(),
+                    format!("{}{tier}: {} {}", s.name, s.price, s.period.to_lowercase()),
+                )
+            }),
+    );
+    page.service_choices = choices(offered, &page.subscription.service_id);
     (status, page).into_response()
 }
 
@@ -3170,6 +3207,562 @@ async fn statement_pdf(
             to: Some(to.to_string()),
             format: Some("pdf".into()),
         })),
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service catalogue and companies' subscriptions
+
+fn period_label(period: ServicePeriod) -> &'static str {
+    match period {
+        ServicePeriod::Monthly => "Monthly",
+        ServicePeriod::Quarterly => "Quarterly",
+        ServicePeriod::Yearly => "Yearly",
+    }
+}
+
+fn period_choices(current: &str) -> Vec<Choice> {
+    choices(
+        ServicePeriod::ALL
+            .iter()
+            .map(|p| (p.as_str().to_owned(), period_label(*p).to_owned()))
+            .collect(),
+        current,
+    )
+}
+
+/// A catalogue service as the catalogue lists it.
+struct ServiceItem {
+    id: Uuid,
+    name: String,
+    tier: String,
+    price: String,
+    period: &'static str,
+    retired: bool,
+}
+
+fn service_items(tenant: &Tenant, books: &Books) -> Vec<ServiceItem> {
+    let mut items: Vec<ServiceItem> = tenant
+        .services
+        .iter()
+        .map(|(id, s)| ServiceItem {
+            id: *id,
+            name: s.name.clone(),
+            tier: s.tier.clone(),
+            price: books.money(domain::billing::cents(s.price)),
+            period: period_label(s.period),
+            retired: s.retired,
+        })
+        .collect();
+    items.sort_by_key(|s| (s.retired, s.name.to_lowercase(), s.id));
+    items
+}
+
+/// The service form (adding one, or changing one on its page).
+#[derive(Default)]
+struct ServiceForm {
+    name: String,
+    tier: String,
+    price: String,
+    period: String,
+    retired: bool,
+    name_error: Option<String>,
+    tier_error: Option<String>,
+    price_error: Option<String>,
+    period_error: Option<String>,
+}
+
+impl ServiceForm {
+    fn blank() -> Self {
+        Self {
+            period: ServicePeriod::Monthly.as_str().into(),
+            ..Default::default()
+        }
+    }
+
+    fn of(service: &CatalogueService) -> Self {
+        Self {
+            name: service.name.clone(),
+            tier: service.tier.clone(),
+            price: domain::billing::cents(service.price).to_string(),
+            period: service.period.as_str().into(),
+            retired: service.retired,
+            ..Default::default()
+        }
+    }
+
+    fn from_pairs(pairs: &[(String, String)]) -> Self {
+        Self {
+            name: trimmed(pairs, "name"),
+            tier: trimmed(pairs, "tier"),
+            price: trimmed(pairs, "price"),
+            period: trimmed(pairs, "period"),
+            retired: !value(pairs, "retired").is_empty(),
+            ..Default::default()
+        }
+    }
+
+    /// The service typed, checked as the API checks it.
+    fn service(&self) -> Result<CatalogueService, ApiError> {
+        let filled = |text: &str| Some(text.to_owned()).filter(|t| !t.is_empty());
+        catalogue::parse_service(ServiceBody {
+            name: Some(self.name.clone()),
+            tier: Some(self.tier.clone()),
+            price: filled(&self.price),
+            period: filled(&self.period),
+            retired: Some(self.retired),
+        })
+    }
+
+    fn absorb(&mut self, errors: Vec<ValidationError>) {
+        for e in errors {
+            let (slot, label) = match e.field {
+                "name" => (&mut self.name_error, "The name"),
+                "tier" => (&mut self.tier_error, "The tier"),
+                "period" => (&mut self.period_error, "The period"),
+                _ => (&mut self.price_error, "The price"),
+            };
+            join(slot, sentence(label, &e.message));
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "billing_services.html")]
+struct ServicesPage {
+    flash: Option<String>,
+    csrf: String,
+    problem: Option<String>,
+    may_manage: bool,
+    currency: String,
+    services: Vec<ServiceItem>,
+    form: ServiceForm,
+    periods: Vec<Choice>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "billing_service.html")]
+struct ServicePage {
+    flash: Option<String>,
+    csrf: String,
+    problem: Option<String>,
+    may_manage: bool,
+    currency: String,
+    id: Uuid,
+    /// The name it has now (the heading).
+    title: String,
+    price: String,
+    period: &'static str,
+    form: ServiceForm,
+    periods: Vec<Choice>,
+}
+
+async fn render_services(
+    state: &AppState,
+    me: &Principal,
+    cookies: &Cookies,
+    status: StatusCode,
+    problem: Option<String>,
+    form: ServiceForm,
+) -> Response {
+    let (tenant, books) = match books(state, me).await {
+        Ok(loaded) => loaded,
+        Err(error) => return internal_page(error),
+    };
+    let page = ServicesPage {
+        flash: cookies.flash.clone(),
+        csrf: cookies.csrf.clone(),
+        problem,
+        may_manage: me.may(Action::ManageBilling),
+        services: service_items(&tenant, &books),
+        currency: books.currency,
+        periods: period_choices(&form.period),
+        form,
+    };
+    (status, page).into_response()
+}
+
+async fn services_page(
+    State(state): State<AppState>,
+    me: Principal,
+    Extension(cookies): Extension<Cookies>,
+) -> Response {
+    if let Err(refused) = me.require(Action::ViewBilling) {
+        return refused.into_response();
+    }
+    render_services(
+        &state,
+        &me,
+        &cookies,
+        StatusCode::OK,
+        None,
+        ServiceForm::blank(),
+    )
+    .await
+}
+
+async fn create_service(
+    State(state): State<AppState>,
+    me: Principal,
+    Extension(cookies): Extension<Cookies>,
+    headers: HeaderMap,
+    Form(pairs): Form<Pairs>,
+) -> Response {
+    if let Some(refused) = refused(&me, &cookies, &headers, &pairs, Action::ManageBilling) {
+        return refused;
+    }
+    let mut form = ServiceForm::from_pairs(&pairs);
+    let outcome = match form.service() {
+        Ok(service) => catalogue::define_service(&state, &me, &me.meta(), None, service).await,
+        Err(error) => Err(error),
+    };
+    let (status, problem) = match outcome {
+        Ok(service) => {
+            return redirect_with_flash(
+                "/billing/services",
+                &format!("Service \"{}\" added to the catalogue.", service.name),
+            )
+        }
+        Err(error) => match refusal(error) {
+            Refusal::Fields(errors) => {
+                form.absorb(errors);
+                (StatusCode::UNPROCESSABLE_ENTITY, None)
+            }
+            Refusal::Problem(status, message) => (status, Some(message)),
+            Refusal::Page(page) => return page,
+        },
+    };
+    render_services(&state, &me, &cookies, status, problem, form).await
+}
+
+async fn render_service(
+    state: &AppState,
+    me: &Principal,
+    cookies: &Cookies,
+    id: Uuid,
+    status: StatusCode,
+    fill: impl FnOnce(&mut ServicePage),
+) -> Response {
+    let (tenant, books) = match books(state, me).await {
+        Ok(loaded) => loaded,
+        Err(error) => return internal_page(error),
+    };
+    let Some(service) = tenant.services.get(&id) else {
+        return not_found_page();
+    };
+    let mut page = ServicePage {
+        flash: cookies.flash.clone(),
+        csrf: cookies.csrf.clone(),
+        problem: None,
+        may_manage: me.may(Action::ManageBilling),
+        id,
+        title: service.name.clone(),
+        price: books.money(domain::billing::cents(service.price)),
+        period: period_label(service.period),
+        form: ServiceForm::of(service),
+        periods: Vec::new(),
+        currency: books.currency,
+    };
+    fill(&mut page);
+    page.periods = period_choices(&page.form.period);
+    (status, page).into_response()
+}
+
+async fn service_page(
+    State(state): State<AppState>,
+    me: Principal,
+    Extension(cookies): Extension<Cookies>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    if let Err(refused) = me.require(Action::ViewBilling) {
+        return refused.into_response();
+    }
+    let Some(id) = path_uuid(path) else {
+        return not_found_page();
+    };
+    render_service(&state, &me, &cookies, id, StatusCode::OK, |_| {}).await
+}
+
+async fn update_service(
+    State(state): State<AppState>,
+    me: Principal,
+    Extension(cookies): Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    Form(pairs): Form<Pairs>,
+) -> Response {
+    if let Some(refused) = refused(&me, &cookies, &headers, &pairs, Action::ManageBilling) {
+        return refused;
+    }
+    let Some(id) = path_uuid(path) else {
+        return not_found_page();
+    };
+    let mut form = ServiceForm::from_pairs(&pairs);
+    let outcome = match form.service() {
+        Ok(service) => catalogue::define_service(&state, &me, &me.meta(), Some(id), service).await,
+        Err(error) => Err(error),
+    };
+    let (status, problem) = match outcome {
+        Ok(service) => {
+            return redirect_with_flash(
+                "/billing/services",
+                &format!("Service \"{}\" saved.", service.name),
+            )
+        }
+        Err(error) => match refusal(error) {
+            Refusal::Fields(errors) => {
+                form.absorb(errors);
+                (StatusCode::UNPROCESSABLE_ENTITY, None)
+            }
+            Refusal::Problem(status, message) => (status, Some(message)),
+            Refusal::Page(page) => return page,
+        },
+    };
+    render_service(&state, &me, &cookies, id, status, |page| {
+        page.problem = problem;
+        page.form = form;
+    })
+    .await
+}
+
+/// A company's subscription as its Billing tab lists it.
+struct SubscriptionItem {
+    id: Uuid,
+    service_name: String,
+    quantity: String,
+    price: String,
+    period: &'static str,
+    start_date: String,
+    end_date: String,
+    /// Its end date has passed.
+    ended: bool,
+    /// The end form's date, and its message.
+    end_value: String,
+    end_error: Option<String>,
+}
+
+fn subscription_items(company: &Company, tenant: &Tenant, books: &Books) -> Vec<SubscriptionItem> {
+    let mut items: Vec<(NaiveDate, SubscriptionItem)> = company
+        .subscriptions
+        .iter()
+        .map(|(id, s)| {
+            let service = tenant.services.get(&s.service_id);
+            let price = s.price.or(service.map(|x| x.price)).unwrap_or_default();
+            let item = SubscriptionItem {
+                id: *id,
+                service_name: service.map(|x| x.name.clone()).unwrap_or_default(),
+                quantity: s.quantity.normalize().to_string(),
+                price: books.money(domain::billing::cents(price)),
+                period: service.map_or("", |x| period_label(x.period)),
+                start_date: s.start_date.to_string(),
+                end_date: day(s.end_date),
+                ended: s.end_date.is_some_and(|e| e < books.today),
+                end_value: s
+                    .end_date
+                    .unwrap_or_else(|| books.today.max(s.start_date))
+                    .to_string(),
+                end_error: None,
+            };
+            (s.start_date, item)
+        })
+        .collect();
+    items.sort_by(|(a, x), (b, y)| (a, &x.service_name, x.id).cmp(&(b, &y.service_name, y.id)));
+    items.into_iter().map(|(_, item)| item).collect()
+}
+
+/// The form that subscribes a company to a service.
+#[derive(Default)]
+struct SubscriptionForm {
+    service_id: String,
+    quantity: String,
+    start_date: String,
+    end_date: String,
+    price: String,
+    service_id_error: Option<String>,
+    quantity_error: Option<String>,
+    start_date_error: Option<String>,
+    end_date_error: Option<String>,
+    price_error: Option<String>,
+}
+
+impl SubscriptionForm {
+    fn blank(today: NaiveDate) -> Self {
+        Self {
+            quantity: "1".into(),
+            start_date: today.to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn from_pairs(pairs: &[(String, String)]) -> Self {
+        Self {
+            service_id: trimmed(pairs, "service_id"),
+            quantity: trimmed(pairs, "quantity"),
+            start_date: trimmed(pairs, "start_date"),
+            end_date: trimmed(pairs, "end_date"),
+            price: trimmed(pairs, "price"),
+            ..Default::default()
+        }
+    }
+
+    /// The API's body: an id that cannot be read is one not in the catalogue.
+    fn body(&self) -> SubscriptionBody {
+        let filled = |text: &str| Some(text.to_owned()).filter(|t| !t.is_empty());
+        SubscriptionBody {
+            service_id: filled(&self.service_id)
+                .map(|id| Uuid::parse_str(&id).unwrap_or(Uuid::nil())),
+            quantity: filled(&self.quantity),
+            start_date: filled(&self.start_date),
+            end_date: filled(&self.end_date),
+            price: filled(&self.price),
+        }
+    }
+
+    fn absorb(&mut self, errors: Vec<ValidationError>) {
+        for e in errors {
+            let (slot, label) = match e.field {
+                "service_id" => (&mut self.service_id_error, "The service"),
+                "quantity" => (&mut self.quantity_error, "The quantity"),
+                "start_date" => (&mut self.start_date_error, "The start date"),
+                "end_date" => (&mut self.end_date_error, "The end date"),
+                _ => (&mut self.price_error, "The price"),
+            };
+            join(slot, sentence(label, &e.message));
+        }
+    }
+}
+
+async fn subscribe_company(
+    State(state): State<AppState>,
+    me: Principal,
+    Extension(cookies): Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    Form(pairs): Form<Pairs>,
+) -> Response {
+    if let Some(refused) = refused(&me, &cookies, &headers, &pairs, Action::ManageBilling) {
+        return refused;
+    }
+    let Some(id) = path_uuid(path) else {
+        return not_found_page();
+    };
+    let mut form = SubscriptionForm::from_pairs(&pairs);
+    let outcome =
+        catalogue::subscribe_with(&state, &me, || Ok(me.meta()), id, None, form.body()).await;
+    let (status, problem, errors) = match outcome {
+        Ok(subscription) => {
+            return redirect_with_flash(
+                &format!("/companies/{id}/billing#subscriptions"),
+                &format!("Subscribed to \"{}\".", subscription.service_name),
+            )
+        }
+        Err(error) => match refusal(error) {
+            Refusal::Fields(errors) => (StatusCode::UNPROCESSABLE_ENTITY, None, errors),
+            Refusal::Problem(status, message) => (status, Some(message), Vec::new()),
+            Refusal::Page(page) => return page,
+        },
+    };
+    form.absorb(errors);
+    render_company(
+        &state,
+        &me,
+        &cookies,
+        Ok(Path(id.to_string())),
+        status,
+        |page| {
+            page.problem = problem;
+            page.subscription = form;
+        },
+    )
+    .await
+}
+
+async fn end_subscription(
+    State(state): State<AppState>,
+    me: Principal,
+    Extension(cookies): Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    Form(pairs): Form<Pairs>,
+) -> Response {
+    if let Some(refused) = refused(&me, &cookies, &headers, &pairs, Action::ManageBilling) {
+        return refused;
+    }
+    let Some((id, subscription_id)) = crate::console::two_ids(path) else {
+        return not_found_page();
+    };
+    let company = match ops::company(&state, &me, id).await {
+        Ok((company, _)) => company,
+        Err(ApiError::NotFound(_)) => return not_found_page(),
+        Err(error) => return internal_page(error),
+    };
+    let Some(current) = company.subscriptions.get(&subscription_id) else {
+        return not_found_page();
+    };
+    let end_value = trimmed(&pairs, "end_date");
+    let outcome = if end_value.is_empty() {
+        Err(ApiError::Invalid(vec![ValidationError::new(
+            "end_date",
+            "is required",
+        )]))
+    } else {
+        let body = SubscriptionBody {
+            service_id: Some(current.service_id),
+            quantity: Some(current.quantity.to_string()),
+            start_date: Some(current.start_date.to_string()),
+            end_date: Some(end_value.clone()),
+            price: current.price.map(|p| p.to_string()),
+        };
+        catalogue::subscribe_with(
+            &state,
+            &me,
+            || Ok(me.meta()),
+            id,
+            Some(subscription_id),
+            body,
+        )
+        .await
+    };
+    let (status, problem, errors) = match outcome {
+        Ok(subscription) => {
+            return redirect_with_flash(
+                &format!("/companies/{id}/billing#subscriptions"),
+                &format!("\"{}\" ends on {}.", subscription.service_name, end_value),
+            )
+        }
+        Err(error) => match refusal(error) {
+            Refusal::Fields(errors) => (StatusCode::UNPROCESSABLE_ENTITY, None, errors),
+            Refusal::Problem(status, message) => (status, Some(message), Vec::new()),
+            Refusal::Page(page) => return page,
+        },
+    };
+    let mut message = None;
+    for e in errors {
+        let label = if e.field == "end_date" {
+            "The end date"
+        } else {
+            ""
+        };
+        join(&mut message, sentence(label, &e.message));
+    }
+    render_company(
+        &state,
+        &me,
+        &cookies,
+        Ok(Path(id.to_string())),
+        status,
+        |page| {
+            page.problem = problem;
+            if let Some(item) = page
+                .subscriptions
+                .iter_mut()
+                .find(|s| s.id == subscription_id)
+            {
+                item.end_value = end_value;
+                item.end_error = message;
+            }
+        },
     )
     .await
 }
