@@ -388,12 +388,15 @@ impl EventStore {
                     tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
                 }
             }
+            // The last number: one index entry from the end of the stream (`max()` may be
+            // planned as a scan of the whole stream while the statistics think it short).
             let last: Option<i64> = sqlx::query_scalar(
-                "SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+                "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+                  ORDER BY sequence DESC LIMIT 1",
             )
             .bind(NumberSequence::TYPE)
             .bind(&stream)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(|e| CommandError::Store(e.to_string()))?;
             let number = last.unwrap_or(0) as u64 + 1;
@@ -484,12 +487,15 @@ impl EventStore {
                 Err(replayed) => return Ok(replayed),
                 Ok(loaded) => loaded,
             };
+            // The last number: one index entry from the end of the stream (`max()` may be
+            // planned as a scan of the whole stream while the statistics think it short).
             let last: Option<i64> = sqlx::query_scalar(
-                "SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+                "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+                  ORDER BY sequence DESC LIMIT 1",
             )
             .bind(NumberSequence::TYPE)
             .bind(&stream)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(|e| CommandError::Store(e.to_string()))?;
             let number = last.unwrap_or(0) as u64 + 1;
