@@ -441,6 +441,21 @@ fn short_text(
     text
 }
 
+/// A required amount of money above zero.
+fn required_amount(
+    errors: &mut Vec<ValidationError>,
+    field: &'static str,
+    text: &str,
+) -> Option<Decimal> {
+    if text.is_empty() {
+        errors.push(ValidationError::new(field, "is required"));
+        return None;
+    }
+    positive_amount(field, text)
+        .map_err(|e| errors.push(e))
+        .ok()
+}
+
 /// A date field, `default` when empty.
 fn date_or(
     errors: &mut Vec<ValidationError>,
@@ -1303,14 +1318,7 @@ async fn credit_invoice(
         ..Default::default()
     };
     let mut errors = Vec::new();
-    let amount = if form.amount.is_empty() {
-        errors.push(ValidationError::new("amount", "is required"));
-        None
-    } else {
-        positive_amount("amount", &form.amount)
-            .map_err(|e| errors.push(e))
-            .ok()
-    };
+    let amount = required_amount(&mut errors, "amount", &form.amount);
     let on = date_or(&mut errors, "date", &form.date, Some(books.today));
     let reason = short_text(&mut errors, "reason", &form.reason, MAX_TEXT);
     let outcome = match (amount, on, errors.is_empty()) {
@@ -1950,14 +1958,7 @@ async fn create_payment(
     // Sent from an invoice's page: shown again there when refused.
     let back = Uuid::parse_str(value(&pairs, "back").trim()).ok();
     let mut errors = Vec::new();
-    let amount = if form.amount.is_empty() {
-        errors.push(ValidationError::new("amount", "is required"));
-        None
-    } else {
-        positive_amount("amount", &form.amount)
-            .map_err(|e| errors.push(e))
-            .ok()
-    };
+    let amount = required_amount(&mut errors, "amount", &form.amount);
     let received_on = date_or(&mut errors, "received_on", &form.received_on, None);
     let method = match form.method.as_str() {
         "" => {
@@ -2321,14 +2322,7 @@ async fn refund_payment(
         ..Default::default()
     };
     let mut errors = Vec::new();
-    let amount = if form.amount.is_empty() {
-        errors.push(ValidationError::new("amount", "is required"));
-        None
-    } else {
-        positive_amount("amount", &form.amount)
-            .map_err(|e| errors.push(e))
-            .ok()
-    };
+    let amount = required_amount(&mut errors, "amount", &form.amount);
     let on = date_or(&mut errors, "on", &form.on, Some(books.today));
     let reference = short_text(&mut errors, "reference", &form.reference, 200);
     let outcome = match (amount, on, errors.is_empty()) {

@@ -137,21 +137,23 @@ pub async fn bill_company(
     if !company.registered || company.archived {
         return Ok(Vec::new());
     }
-    let Some(contract) = company.contract() else {
-        // No contract billed: only its overdue invoices' reminders and fees.
-        if !preview {
-            let (ledger, _) = state
-                .store
-                .load::<Ledger>(tenant_id, &ledger_id(company_id))
-                .await?;
-            remind(state, tenant_id, company_id, &ledger, as_of, actor).await?;
-        }
-        return late_fees(state, tenant_id, company_id, as_of, preview, actor, 14).await;
-    };
-    let (catalogue, _) = state
+    // The tenant (catalogue, reminder days, late fee) once per company.
+    let (tenant, _) = state
         .store
         .load::<Tenant>(tenant_id, &tenant_id.to_string())
         .await?;
+    let Some(contract) = company.contract() else {
+        // No contract billed: only its overdue invoices' reminders and fees.
+        let (ledger, _) = state
+            .store
+            .load::<Ledger>(tenant_id, &ledger_id(company_id))
+            .await?;
+        return overdue(
+            state, tenant_id, &tenant, company_id, &ledger, as_of, preview, actor, 14,
+        )
+        .await;
+    };
+    let catalogue = &tenant;
     let tax_exempt = company.billing.as_ref().is_some_and(|b| b.tax_exempt);
     let tax_rate = company.billing.as_ref().and_then(|b| b.tax_rate);
     let (ledger, _) = state
@@ -334,18 +336,18 @@ pub async fn bill_company(
             Err(error) => return Err(anyhow::anyhow!("{error}")),
         }
     }
-    if !preview {
-        let (ledger, _) = state
-            .store
-            .load::<Ledger>(tenant_id, &ledger_id(company_id))
-            .await?;
-        remind(state, tenant_id, company_id, &ledger, as_of, actor).await?;
-    }
+    // The ledger as billing left it, once, for the reminders and the fees.
+    let (ledger, _) = state
+        .store
+        .load::<Ledger>(tenant_id, &ledger_id(company_id))
+        .await?;
     made.extend(
-        late_fees(
+        overdue(
             state,
             tenant_id,
+            &tenant,
             company_id,
+            &ledger,
             as_of,
             preview,
             actor,
@@ -356,20 +358,40 @@ pub async fn bill_company(
     Ok(made)
 }
 
+/// The company's overdue invoices: reminders (not when previewing), then late fees.
+#[allow(clippy::too_many_arguments)]
+async fn overdue(
+    state: &AppState,
+    tenant_id: Uuid,
+    tenant: &Tenant,
+    company_id: Uuid,
+    ledger: &Ledger,
+    as_of: NaiveDate,
+    preview: bool,
+    actor: &str,
+    terms_days: u32,
+) -> anyhow::Result<Vec<Billed>> {
+    if !preview {
+        remind(state, tenant_id, tenant, company_id, ledger, as_of, actor).await?;
+    }
+    late_fees(
+        state, tenant_id, tenant, company_id, ledger, as_of, preview, actor, terms_days,
+    )
+    .await
+}
+
 /// Reminders about the company's overdue invoices: the latest reminder day each invoice has
 /// reached by `as_of`, once (a catch-up after downtime sends one, not every missed one).
+#[allow(clippy::too_many_arguments)]
 async fn remind(
     state: &AppState,
     tenant_id: Uuid,
+    tenant: &Tenant,
     company_id: Uuid,
     ledger: &Ledger,
     as_of: NaiveDate,
     actor: &str,
 ) -> anyhow::Result<()> {
-    let (tenant, _) = state
-        .store
-        .load::<Tenant>(tenant_id, &tenant_id.to_string())
-        .await?;
     let days = &tenant.late_payment.reminder_days;
     if days.is_empty() {
         return Ok(());
@@ -415,26 +437,21 @@ async fn remind(
 
 /// The late fee of each invoice overdue by the tenant's rule, once per invoice and rule, as
 /// an invoice of its own dated the day the fee became due.
+#[allow(clippy::too_many_arguments)]
 async fn late_fees(
     state: &AppState,
     tenant_id: Uuid,
+    tenant: &Tenant,
     company_id: Uuid,
+    ledger: &Ledger,
     as_of: NaiveDate,
     preview: bool,
     actor: &str,
     terms_days: u32,
 ) -> anyhow::Result<Vec<Billed>> {
-    let (tenant, _) = state
-        .store
-        .load::<Tenant>(tenant_id, &tenant_id.to_string())
-        .await?;
     let Some(fee) = tenant.late_payment.fee.clone() else {
         return Ok(Vec::new());
     };
-    let (ledger, _) = state
-        .store
-        .load::<Ledger>(tenant_id, &ledger_id(company_id))
-        .await?;
     let mut made = Vec::new();
     for (invoice_id, invoice) in &ledger.invoices {
         let Some(due) = invoice.due_date.filter(|_| invoice.issued()) else {
