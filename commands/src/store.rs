@@ -112,6 +112,25 @@ pub struct EventStore {
     repo: Arc<PostgresEventRepository>,
     appended: watch::Sender<u64>,
     cache: Arc<AggregateCache>,
+    sequences: Arc<SequenceSlots>,
+}
+
+/// One slot per gapless sequence stream this process numbers from: a lock, so that this
+/// process's writers take numbers one after the other instead of colliding on the same one,
+/// and the last number this process appended, so that the next needs no query. The number is
+/// only a guess for the same reason as the aggregate cache: another process may have taken
+/// it, and then the append fails on the sequence's key, the slot is cleared and the number
+/// is read again from the log.
+#[derive(Default)]
+struct SequenceSlots {
+    streams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<i64>>>>>,
+}
+
+impl SequenceSlots {
+    fn slot(&self, stream: &str) -> Arc<tokio::sync::Mutex<Option<i64>>> {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.entry(stream.to_owned()).or_default().clone()
+    }
 }
 
 /// Aggregates kept in memory by this process, keyed by (aggregate type, id).
@@ -208,6 +227,7 @@ impl EventStore {
                 capacity: DEFAULT_CACHE_CAPACITY,
                 entries: Mutex::new(HashMap::new()),
             }),
+            sequences: Arc::default(),
         };
         store.spawn_notifier();
         store
@@ -344,12 +364,10 @@ impl EventStore {
     }
 
     /// Creates an aggregate that receives the next number of the tenant's gapless sequence
-    /// `sequence` (asset tags, invoice numbers): `command(number)` is decided on the empty
-    /// state, and its events are appended in one transaction with the sequence's
-    /// `NumberIssued` at that number. A concurrent creator that took the number first makes
-    /// the transaction fail on the sequence's key, and the command is decided again with the
-    /// next number; a number is stored only together with its record, so none is skipped. A
-    /// retried command (same id) returns its first outcome, with its first number.
+    /// `sequence` (asset tags, work-order numbers): `command(number)` is decided on the empty
+    /// state, and its events are appended together with the sequence's `NumberIssued` at that
+    /// number, in one statement. A retried command (same id) returns its first outcome, with
+    /// its first number. See `execute_numbered` for how numbers are taken.
     pub async fn create_numbered<A>(
         &self,
         aggregate_id: &str,
@@ -361,107 +379,22 @@ impl EventStore {
     where
         A: StoredAggregate,
     {
-        use domain::sequence::{sequence_id, NumberSequence, SequenceEvent};
-        /// Creators racing for numbers: enough attempts for dozens of simultaneous ones.
-        const ATTEMPTS: u32 = 200;
-        let metadata =
-            serde_json::to_value(meta).map_err(|e| CommandError::Store(e.to_string()))?;
-        let stream = sequence_id(meta.tenant_id, sequence);
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                // Both the record and the number may have moved: look at the log again.
-                match self.load_for::<A>(aggregate_id, meta).await? {
-                    Err(replayed) => return Ok(replayed),
-                    Ok((mut existing, version)) if version > 0 => {
-                        // Made by another command: the aggregate decides (it refuses).
-                        let sink = EventSink::default();
-                        existing
-                            .handle(command(0), services, &sink)
-                            .await
-                            .map_err(CommandError::Domain)?;
-                        return Err(CommandError::Conflict);
-                    }
-                    Ok(_) => {}
-                }
-                if attempt > 2 {
-                    let pause = rand::random::<u64>() % (attempt.min(20) as u64 * 500);
-                    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
-                }
-            }
-            // The last number: one index entry from the end of the stream (`max()` may be
-            // planned as a scan of the whole stream while the statistics think it short).
-            let last: Option<i64> = sqlx::query_scalar(
-                "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-                  ORDER BY sequence DESC LIMIT 1",
-            )
-            .bind(NumberSequence::TYPE)
-            .bind(&stream)
-            .fetch_optional(&self.pool)
+        self.numbered(aggregate_id, sequence, command, services, meta, true)
             .await
-            .map_err(|e| CommandError::Store(e.to_string()))?;
-            let number = last.unwrap_or(0) as u64 + 1;
-            let mut state = A::default();
-            let sink = EventSink::default();
-            let decided = state.handle(command(number), services, &sink).await;
-            let events = sink.collect().await;
-            decided.map_err(CommandError::Domain)?;
-            let issued = SequenceEvent::NumberIssued {
-                number,
-                aggregate_type: A::TYPE.to_owned(),
-                aggregate_id: aggregate_id.to_owned(),
-            };
-            let mut rows = vec![(
-                NumberSequence::TYPE,
-                stream.clone(),
-                number as i64,
-                issued.event_type(),
-                issued.event_version(),
-                serde_json::to_value(&issued).map_err(|e| CommandError::Store(e.to_string()))?,
-            )];
-            for (i, event) in events.iter().enumerate() {
-                rows.push((
-                    A::TYPE,
-                    aggregate_id.to_owned(),
-                    i as i64 + 1,
-                    event.event_type(),
-                    event.event_version(),
-                    serde_json::to_value(event).map_err(|e| CommandError::Store(e.to_string()))?,
-                ));
-            }
-            match self.insert_rows(&rows, &metadata).await {
-                Ok(()) => {
-                    self.appended.send_modify(|n| *n += 1);
-                    self.cache.put(
-                        aggregate_id,
-                        &state,
-                        events.len(),
-                        meta.tenant_id,
-                        [meta.command_id],
-                    );
-                    return Ok(Executed {
-                        aggregate_id: aggregate_id.to_owned(),
-                        version: events.len(),
-                        events,
-                        state,
-                        replayed: false,
-                    });
-                }
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                    tracing::debug!(sequence, number, "number taken; trying the next one");
-                }
-                Err(other) => return Err(CommandError::Store(other.to_string())),
-            }
-        }
-        Err(CommandError::Conflict)
     }
 
     /// Runs `command(number)` on an existing (or new) aggregate with the next number of the
     /// tenant's gapless sequence `sequence` (invoice and credit-note numbers, given when a
     /// document is issued): the aggregate's events and the sequence's `NumberIssued` are
-    /// appended in one transaction. When another writer took the number or appended to the
-    /// aggregate first, the command is decided again on the fresh log (up to 200 times), so
-    /// numbers stay gapless and the aggregate decides on its latest state. A retried command
-    /// (same id) returns its first outcome. A command that appends nothing takes no number.
+    /// appended in one statement, so a number is stored only together with its record and
+    /// none is skipped. A command that appends nothing takes no number; a retried command
+    /// (same id) returns its first outcome.
+    ///
+    /// The writers of this process take a sequence's numbers one after the other, under the
+    /// sequence's lock, and the number after the last one this process appended needs no
+    /// query. Another process may have taken that number, or appended to the aggregate
+    /// first: the append then fails on a key, and the command is decided again on the fresh
+    /// log with the number read again (up to 200 times, with short random pauses).
     pub async fn execute_numbered<A>(
         &self,
         aggregate_id: &str,
@@ -473,35 +406,72 @@ impl EventStore {
     where
         A: StoredAggregate,
     {
+        self.numbered(aggregate_id, sequence, command, services, meta, false)
+            .await
+    }
+
+    async fn numbered<A>(
+        &self,
+        aggregate_id: &str,
+        sequence: &str,
+        command: impl Fn(u64) -> A::Command,
+        services: &A::Services,
+        meta: &EventMeta,
+        create: bool,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A: StoredAggregate,
+    {
         use domain::sequence::{sequence_id, NumberSequence, SequenceEvent};
+        /// Writers of several processes racing for numbers: enough for dozens at once.
         const ATTEMPTS: u32 = 200;
         let metadata =
             serde_json::to_value(meta).map_err(|e| CommandError::Store(e.to_string()))?;
         let stream = sequence_id(meta.tenant_id, sequence);
+        let slot = self.sequences.slot(&stream);
+        // The first attempt starts from the cache (or, creating, from nothing); only an append
+        // confirms that guess.
+        let mut guess = match self.cache.get::<A>(aggregate_id, meta) {
+            Some(Err(())) => None,
+            // Appended at sequence 1, so it fails when the record exists after all.
+            _ if create => Some((A::default(), 0)),
+            Some(Ok(cached)) => Some(cached),
+            None => None,
+        };
         for attempt in 0..ATTEMPTS {
             if attempt > 2 {
                 let pause = rand::random::<u64>() % (attempt.min(20) as u64 * 500);
                 tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
             }
-            let (mut state, version) = match self.load_for::<A>(aggregate_id, meta).await? {
-                Err(replayed) => return Ok(replayed),
-                Ok(loaded) => loaded,
+            let (mut state, version, guessed) = match guess.take() {
+                Some((state, version)) => (state, version, true),
+                None => match self.load_for::<A>(aggregate_id, meta).await? {
+                    Err(replayed) => return Ok(replayed),
+                    Ok((state, version)) => (state, version, false),
+                },
             };
-            // The last number: one index entry from the end of the stream (`max()` may be
-            // planned as a scan of the whole stream while the statistics think it short).
-            let last: Option<i64> = sqlx::query_scalar(
-                "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-                  ORDER BY sequence DESC LIMIT 1",
-            )
-            .bind(NumberSequence::TYPE)
-            .bind(&stream)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| CommandError::Store(e.to_string()))?;
-            let number = last.unwrap_or(0) as u64 + 1;
+            if create && version > 0 && !guessed {
+                // Made by another command: the aggregate decides (it refuses).
+                let sink = EventSink::default();
+                state
+                    .handle(command(0), services, &sink)
+                    .await
+                    .map_err(CommandError::Domain)?;
+                return Err(CommandError::Conflict);
+            }
+            let mut last = slot.lock().await;
+            let number = match *last {
+                Some(number) => number,
+                None => self.last_number(&stream).await?,
+            } as u64
+                + 1;
             let sink = EventSink::default();
             let decided = state.handle(command(number), services, &sink).await;
             let events = sink.collect().await;
+            if guessed && (decided.is_err() || events.is_empty()) {
+                // A refusal or a no-op is never trusted from a guess: decide on the log.
+                continue;
+            }
             decided.map_err(CommandError::Domain)?;
             if events.is_empty() {
                 return Ok(Executed {
@@ -537,6 +507,8 @@ impl EventStore {
             }
             match self.insert_rows(&rows, &metadata).await {
                 Ok(()) => {
+                    *last = Some(number as i64);
+                    drop(last);
                     self.appended.send_modify(|n| *n += 1);
                     let new_version = version + events.len();
                     self.cache.put(
@@ -555,38 +527,78 @@ impl EventStore {
                     });
                 }
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                    // The number or the aggregate's next sequence was taken elsewhere.
+                    *last = None;
+                    self.cache.forget::<A>(aggregate_id);
                     tracing::debug!(sequence, number, "number or record taken; deciding again");
                 }
-                Err(other) => return Err(CommandError::Store(other.to_string())),
+                Err(other) => {
+                    // The statement may or may not have been applied: read the log next time.
+                    *last = None;
+                    self.cache.forget::<A>(aggregate_id);
+                    return Err(CommandError::Store(other.to_string()));
+                }
             }
         }
         Err(CommandError::Conflict)
     }
 
-    /// Appends events of several aggregates in one transaction (all or none).
+    /// The last number of a sequence stream in the log (0: none yet), from one index entry at
+    /// the end of the stream (`max()` may be planned as a scan of the whole stream while the
+    /// statistics think it short).
+    async fn last_number<E: std::error::Error>(
+        &self,
+        stream: &str,
+    ) -> Result<i64, CommandError<E>> {
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+              ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(domain::sequence::NumberSequence::TYPE)
+        .bind(stream)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| CommandError::Store(e.to_string()))?;
+        Ok(last.unwrap_or(0))
+    }
+
+    /// Appends events of several aggregates in one statement (all or none, and one round
+    /// trip: no BEGIN and COMMIT around it).
     async fn insert_rows(
         &self,
         rows: &[(&str, String, i64, String, String, serde_json::Value)],
         metadata: &serde_json::Value,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        for (aggregate_type, aggregate_id, sequence, event_type, event_version, payload) in rows {
-            sqlx::query(
-                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
-                    event_version, payload, metadata)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(sequence)
-            .bind(event_type)
-            .bind(event_version)
-            .bind(payload)
-            .bind(metadata)
-            .execute(&mut *tx)
-            .await?;
+        use std::fmt::Write;
+        let mut sql = String::from(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
+                event_version, payload, metadata) VALUES ",
+        );
+        for i in 0..rows.len() {
+            let p = 2 + i * 6;
+            let _ = write!(
+                sql,
+                "{}(${}, ${}, ${}, ${}, ${}, ${}, $1)",
+                if i == 0 { "" } else { ", " },
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            );
         }
-        tx.commit().await
+        let mut query = sqlx::query(&sql).bind(metadata);
+        for (aggregate_type, aggregate_id, sequence, event_type, event_version, payload) in rows {
+            query = query
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .bind(sequence)
+                .bind(event_type)
+                .bind(event_version)
+                .bind(payload);
+        }
+        query.execute(&self.pool).await.map(|_| ())
     }
 
     async fn run<A>(

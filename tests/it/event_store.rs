@@ -490,3 +490,101 @@ async fn create_without_a_load_still_finds_an_existing_aggregate() {
     );
     assert_eq!(db.count("SELECT count(*) FROM events").await, 1);
 }
+
+#[tokio::test]
+async fn numbers_stay_gapless_and_paired_with_their_records_across_processes() {
+    // Three processes (stores with their own caches and sequence slots) and six writers in
+    // each, all numbering from one sequence; writers of different processes share records,
+    // so both the number and the record's next sequence are contended.
+    let db = TestDb::new().await;
+    let services = std::sync::Arc::new(Interloper {
+        pool: db.pool.clone(),
+        times: AtomicUsize::new(0),
+    });
+    let mut tasks = Vec::new();
+    for _process in 0..3 {
+        let store = EventStore::new(db.pool.clone());
+        for writer in 0..6 {
+            let (store, services) = (store.clone(), services.clone());
+            tasks.push(tokio::spawn(async move {
+                let id = format!("tally-{writer}");
+                for _ in 0..10 {
+                    let meta = EventMeta::new(DEFAULT_TENANT_ID, "test");
+                    let done = store
+                        .execute_numbered::<Tally>(
+                            &id,
+                            "test",
+                            |number| Add(number as i64),
+                            &services,
+                            &meta,
+                        )
+                        .await
+                        .expect("numbered");
+                    assert!(!done.replayed);
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let issued: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT (payload->'NumberIssued'->>'number')::bigint,
+                payload->'NumberIssued'->>'aggregate_id'
+           FROM events WHERE aggregate_type = 'sequence' ORDER BY sequence",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let numbers: Vec<i64> = issued.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, (1..=180).collect::<Vec<_>>(), "gapless, each once");
+    // Each number went to the record it was issued to, in the same append.
+    for (number, aggregate_id) in &issued {
+        let amounts: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE aggregate_type = 'tally' AND aggregate_id = $1
+                AND (payload->'Added'->>'amount')::bigint = $2",
+        )
+        .bind(aggregate_id)
+        .bind(number)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(amounts, 1, "number {number} on {aggregate_id}");
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM events WHERE aggregate_type = 'tally'")
+            .await,
+        180
+    );
+}
+
+#[tokio::test]
+async fn a_number_taken_by_another_process_is_read_again_not_reused() {
+    let db = TestDb::new().await;
+    let services = Interloper {
+        pool: db.pool.clone(),
+        times: AtomicUsize::new(0),
+    };
+    let here = EventStore::new(db.pool.clone());
+    let there = EventStore::new(db.pool.clone());
+    let take = |store: &EventStore, id: &'static str| {
+        let store = store.clone();
+        let services = &services;
+        async move {
+            let meta = EventMeta::new(DEFAULT_TENANT_ID, "test");
+            store
+                .execute_numbered::<Tally>(id, "test", |n| Add(n as i64), services, &meta)
+                .await
+                .unwrap()
+                .state
+                .total
+        }
+    };
+    assert_eq!(take(&here, "a").await, 1);
+    // `here` remembers 1 as its last number; `there` takes 2 and 3.
+    assert_eq!(take(&there, "b").await, 2);
+    assert_eq!(take(&there, "c").await, 3);
+    // `here` tries 2, finds it taken, reads the log and takes 4.
+    assert_eq!(take(&here, "a").await, 1 + 4);
+    assert_eq!(take(&here, "d").await, 5);
+}
