@@ -366,6 +366,11 @@ pub enum LineSource {
         work_order_id: Uuid,
         entry_id: Uuid,
     },
+    /// Parts or consumables used on a work order.
+    Material {
+        work_order_id: Uuid,
+        material_id: Uuid,
+    },
     LateFee {
         invoice_id: Uuid,
         rule: String,

@@ -454,6 +454,97 @@ impl TimeEntry {
     }
 }
 
+/// The most units of one material line.
+pub const MAX_MATERIAL_QUANTITY: i64 = 100_000;
+
+/// Parts and consumables used on an order (a cable, a drive, a licence), billed like time:
+/// billable lines go on the company's next invoice, contract lines are covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Material {
+    pub material_id: Uuid,
+    /// What was used, as it reads on the invoice.
+    pub description: String,
+    /// The part number or SKU, when there is one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sku: String,
+    /// Units used: more than 0, at most 100,000, up to 3 decimals (2.5 m of cable).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub quantity: Decimal,
+    /// The price charged per unit (billable lines; contract lines keep it for reports).
+    pub unit_price: Amount,
+    pub billing: Billing,
+    /// `quantity × unit price`, rounded half-up to the cent; zero for contract lines.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    /// The day it was used, in the tenant's time zone.
+    pub used_on: NaiveDate,
+    /// Who recorded it.
+    pub added_by: Uuid,
+}
+
+impl Material {
+    /// Checks the description, SKU and quantity (every problem at once) and prices the line.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        material_id: Uuid,
+        description: &str,
+        sku: &str,
+        quantity: Decimal,
+        unit_price: Amount,
+        billing: Billing,
+        used_on: NaiveDate,
+        added_by: Uuid,
+    ) -> Result<Self, Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        let description = description.trim();
+        if description.is_empty() {
+            errors.push(ValidationError::new(
+                "description",
+                "must say what was used",
+            ));
+        } else if description.chars().count() > 200 {
+            errors.push(ValidationError::new(
+                "description",
+                "must be at most 200 characters",
+            ));
+        }
+        let sku = sku.trim();
+        if sku.chars().count() > 64 {
+            errors.push(ValidationError::new("sku", "must be at most 64 characters"));
+        }
+        if quantity <= Decimal::ZERO || quantity > Decimal::from(MAX_MATERIAL_QUANTITY) {
+            errors.push(ValidationError::new(
+                "quantity",
+                "must be more than 0 and at most 100000",
+            ));
+        } else if quantity.normalize().scale() > 3 {
+            errors.push(ValidationError::new(
+                "quantity",
+                "must have at most 3 decimals",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let quantity = quantity.normalize();
+        let amount = match billing {
+            Billing::Billable => round_money(quantity * unit_price.value()),
+            Billing::Contract => round_money(Decimal::ZERO),
+        };
+        Ok(Self {
+            material_id,
+            description: description.to_owned(),
+            sku: sku.to_owned(),
+            quantity,
+            unit_price,
+            billing,
+            amount,
+            used_on,
+            added_by,
+        })
+    }
+}
+
 /// A link that lets someone act on or follow an order without signing in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -631,6 +722,8 @@ pub struct WorkOrder {
     /// Running timers: technician → started at.
     pub timers: BTreeMap<Uuid, DateTime<Utc>>,
     pub time_entries: BTreeMap<Uuid, TimeEntry>,
+    #[serde(default)]
+    pub materials: BTreeMap<Uuid, Material>,
     pub comments: usize,
     pub attachments: Vec<AssetDocument>,
     pub links: BTreeMap<Uuid, StatusLink>,
@@ -702,6 +795,12 @@ pub enum WorkOrderCommand {
     },
     RemoveTime {
         entry_id: Uuid,
+    },
+    AddMaterial {
+        material: Material,
+    },
+    RemoveMaterial {
+        material_id: Uuid,
     },
     /// A scheduler tick: raise what is due at `now`, escalating to `escalate_to`.
     CheckSla {
@@ -810,6 +909,14 @@ pub enum WorkOrderEvent {
     TimeEntryRemoved {
         entry_id: Uuid,
     },
+    MaterialAdded {
+        /// The order's company, whose invoice the line goes on.
+        company_id: Uuid,
+        material: Material,
+    },
+    MaterialRemoved {
+        material_id: Uuid,
+    },
     SlaWarningRaised {
         target: SlaTarget,
         due_at: DateTime<Utc>,
@@ -864,6 +971,8 @@ impl DomainEvent for WorkOrderEvent {
             Self::TimerCancelled { .. } => "TimerCancelled",
             Self::TimeLogged { .. } => "TimeLogged",
             Self::TimeEntryRemoved { .. } => "TimeEntryRemoved",
+            Self::MaterialAdded { .. } => "MaterialAdded",
+            Self::MaterialRemoved { .. } => "MaterialRemoved",
             Self::SlaWarningRaised { .. } => "SlaWarningRaised",
             Self::SlaBreached { .. } => "SlaBreached",
             Self::StatusLinkIssued { .. } => "StatusLinkIssued",
@@ -907,6 +1016,12 @@ pub enum WorkOrderError {
     NoSuchEntry,
     #[error("this time entry was already logged")]
     EntryExists,
+    #[error("a {0} work order cannot gain or lose materials; reopen it first")]
+    NoMaterialsWhenFinal(&'static str),
+    #[error("this material line does not exist")]
+    NoSuchMaterial,
+    #[error("this material line was already added")]
+    MaterialExists,
     #[error("this link does not exist or was revoked")]
     LinkNotFound,
     #[error("this link has expired")]
@@ -928,7 +1043,9 @@ pub enum WorkOrderError {
 impl HasErrorKind for WorkOrderError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::NotFound | Self::LinkNotFound | Self::NoSuchEntry => ErrorKind::NotFound,
+            Self::NotFound | Self::LinkNotFound | Self::NoSuchEntry | Self::NoSuchMaterial => {
+                ErrorKind::NotFound
+            }
             Self::EntryLength | Self::Rating | Self::LinkStatus => ErrorKind::Invalid,
             _ => ErrorKind::Conflict,
         }
@@ -1198,6 +1315,27 @@ impl WorkOrder {
                 }
                 Ok(vec![E::TimeEntryRemoved { entry_id }])
             }
+            C::AddMaterial { material } => {
+                if self.status.is_final() {
+                    return Err(WorkOrderError::NoMaterialsWhenFinal(self.status.label()));
+                }
+                if self.materials.contains_key(&material.material_id) {
+                    return Err(WorkOrderError::MaterialExists);
+                }
+                Ok(vec![E::MaterialAdded {
+                    company_id: self.company_id,
+                    material,
+                }])
+            }
+            C::RemoveMaterial { material_id } => {
+                if !self.materials.contains_key(&material_id) {
+                    return Err(WorkOrderError::NoSuchMaterial);
+                }
+                if self.status.is_final() {
+                    return Err(WorkOrderError::NoMaterialsWhenFinal(self.status.label()));
+                }
+                Ok(vec![E::MaterialRemoved { material_id }])
+            }
             C::CheckSla { now, escalate_to } => {
                 let Some(sla) = &self.sla else {
                     return Ok(vec![]);
@@ -1431,6 +1569,12 @@ impl Aggregate for WorkOrder {
             }
             E::TimeEntryRemoved { entry_id } => {
                 self.time_entries.remove(&entry_id);
+            }
+            E::MaterialAdded { material, .. } => {
+                self.materials.insert(material.material_id, material);
+            }
+            E::MaterialRemoved { material_id } => {
+                self.materials.remove(&material_id);
             }
             E::SlaWarningRaised { target, .. } => {
                 if let Some(sla) = &mut self.sla {
@@ -2021,5 +2165,149 @@ mod tests {
         let json = serde_json::to_value(&t).unwrap();
         assert_eq!(json["TimeLogged"]["entry"]["amount"], "142.50");
         assert_eq!(serde_json::from_value::<WorkOrderEvent>(json).unwrap(), t);
+    }
+
+    fn material(id: u128, quantity: &str, price: &str, billing: Billing) -> Material {
+        Material::new(
+            Uuid::from_u128(id),
+            "Cat6 patch cable",
+            "C6-2M",
+            quantity.parse().unwrap(),
+            Amount::parse("unit_price", price).unwrap(),
+            billing,
+            NaiveDate::from_ymd_opt(2026, 11, 16).unwrap(),
+            TECH,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn materials_are_priced_exactly_and_contract_lines_cost_the_customer_nothing() {
+        let m = material(1, "2.5", "3.99", Billing::Billable);
+        // 2.5 × 3.99 = 9.975 → 9.98 (half up).
+        assert_eq!(m.amount.to_string(), "9.98");
+        assert_eq!(m.quantity.to_string(), "2.5");
+        // 0.125 × 0.10 = 0.0125 → 0.01; 0.375 × 0.10 = 0.0375 → 0.04.
+        let m = material(2, "0.125", "0.10", Billing::Billable);
+        assert_eq!(m.amount.to_string(), "0.01");
+        let m = material(2, "0.375", "0.10", Billing::Billable);
+        assert_eq!(m.amount.to_string(), "0.04");
+        let covered = material(3, "1", "120.00", Billing::Contract);
+        assert_eq!(covered.amount.to_string(), "0.00");
+        assert_eq!(covered.unit_price.value().to_string(), "120.00");
+    }
+
+    #[test]
+    fn bad_materials_are_refused_naming_every_field() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 16).unwrap();
+        let price = Amount::parse("unit_price", "1").unwrap();
+        let errors = Material::new(
+            Uuid::nil(),
+            "  ",
+            &"x".repeat(65),
+            Decimal::ZERO,
+            price,
+            Billing::Billable,
+            day,
+            TECH,
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["description", "sku", "quantity"]);
+        for (quantity, ok) in [
+            ("0.001", true),
+            ("1.0005", false),
+            ("100000", true),
+            ("100000.001", false),
+            ("-1", false),
+        ] {
+            let made = Material::new(
+                Uuid::nil(),
+                "Drive",
+                "",
+                quantity.parse().unwrap(),
+                price,
+                Billing::Billable,
+                day,
+                TECH,
+            );
+            assert_eq!(made.is_ok(), ok, "{quantity}");
+        }
+        let long = Material::new(
+            Uuid::nil(),
+            &"é".repeat(201),
+            "",
+            Decimal::ONE,
+            price,
+            Billing::Billable,
+            day,
+            TECH,
+        )
+        .unwrap_err();
+        assert_eq!(long[0].field, "description");
+    }
+
+    #[test]
+    fn materials_are_added_and_removed_once_and_not_on_a_final_order() {
+        let mut order = state_at(Status::InProgress);
+        let m = material(1, "2", "10", Billing::Billable);
+        let added = order
+            .decide(WorkOrderCommand::AddMaterial {
+                material: m.clone(),
+            })
+            .unwrap();
+        assert_eq!(
+            added,
+            vec![WorkOrderEvent::MaterialAdded {
+                company_id: order.company_id,
+                material: m.clone()
+            }]
+        );
+        for e in added {
+            order.apply(e);
+        }
+        assert_eq!(
+            order.decide(WorkOrderCommand::AddMaterial {
+                material: m.clone()
+            }),
+            Err(WorkOrderError::MaterialExists)
+        );
+        assert_eq!(
+            order.decide(WorkOrderCommand::RemoveMaterial {
+                material_id: Uuid::from_u128(9)
+            }),
+            Err(WorkOrderError::NoSuchMaterial)
+        );
+        let mut closed = order.clone();
+        closed.status = Status::Closed;
+        let refused = closed
+            .decide(WorkOrderCommand::RemoveMaterial {
+                material_id: m.material_id,
+            })
+            .unwrap_err();
+        assert_eq!(refused, WorkOrderError::NoMaterialsWhenFinal("closed"));
+        assert!(refused.to_string().contains("reopen"));
+        assert_eq!(
+            closed.decide(WorkOrderCommand::AddMaterial {
+                material: material(2, "1", "1", Billing::Billable)
+            }),
+            Err(WorkOrderError::NoMaterialsWhenFinal("closed"))
+        );
+        let removed = order
+            .decide(WorkOrderCommand::RemoveMaterial {
+                material_id: m.material_id,
+            })
+            .unwrap();
+        for e in removed {
+            order.apply(e);
+        }
+        assert!(order.materials.is_empty());
+        let json = serde_json::to_value(WorkOrderEvent::MaterialAdded {
+            company_id: order.company_id,
+            material: m,
+        })
+        .unwrap();
+        assert_eq!(json["MaterialAdded"]["material"]["amount"], "20.00");
+        assert_eq!(json["MaterialAdded"]["material"]["quantity"], "2");
     }
 }

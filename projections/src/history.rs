@@ -574,6 +574,24 @@ pub fn work_order_event_summary(event: &WorkOrderEvent, zone: Option<&TimeZone>)
             }
         }
         WorkOrderEvent::TimeEntryRemoved { .. } => "Time entry removed".into(),
+        WorkOrderEvent::MaterialAdded { material, .. } => {
+            let sku = if material.sku.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", material.sku)
+            };
+            match material.billing {
+                Billing::Billable => format!(
+                    "Material added: {} × {}{sku} at {} (billable, {})",
+                    material.quantity, material.description, material.unit_price, material.amount
+                ),
+                Billing::Contract => format!(
+                    "Material added: {} × {}{sku} (contract)",
+                    material.quantity, material.description
+                ),
+            }
+        }
+        WorkOrderEvent::MaterialRemoved { .. } => "Material removed".into(),
         WorkOrderEvent::SlaWarningRaised {
             target,
             due_at,
@@ -878,6 +896,33 @@ mod tests {
         assert_eq!(
             s(WorkOrderEvent::TimeLogged { entry }),
             "45 min logged (billable, 71.25)"
+        );
+        let material = |billing| {
+            domain::workorder::Material::new(
+                Uuid::nil(),
+                "Cat6 cable",
+                "C6",
+                "2.5".parse().unwrap(),
+                domain::values::Amount::parse("unit_price", "3.99").unwrap(),
+                billing,
+                at.date_naive(),
+                tech,
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            s(WorkOrderEvent::MaterialAdded {
+                company_id: Uuid::nil(),
+                material: material(Billing::Billable)
+            }),
+            "Material added: 2.5 × Cat6 cable [C6] at 3.99 (billable, 9.98)"
+        );
+        assert_eq!(
+            s(WorkOrderEvent::MaterialAdded {
+                company_id: Uuid::nil(),
+                material: material(Billing::Contract)
+            }),
+            "Material added: 2.5 × Cat6 cable [C6] (contract)"
         );
         let warning = WorkOrderEvent::SlaWarningRaised {
             target: SlaTarget::Response,

@@ -706,6 +706,8 @@ impl Fold {
                 order.rating = Some(i16::from(rating));
                 order.rating_comment = comment;
             }
+            // Their rows are written after the fold, one statement each (`MaterialChange`).
+            WorkOrderEvent::MaterialAdded { .. } | WorkOrderEvent::MaterialRemoved { .. } => {}
         }
         Ok(())
     }
@@ -748,9 +750,13 @@ fn entry_row(
     }
 }
 
-/// The time entries an issued invoice bills (`time/<entry id>` among its `bills`); nothing
-/// for any other ledger event.
-fn billed_entries(event: &StoredEvent) -> Result<Option<(Uuid, Vec<Uuid>)>, String> {
+/// What an issued invoice bills of the orders' work: its id, its time entries and its
+/// materials.
+type BilledWork = (Uuid, Vec<Uuid>, Vec<Uuid>);
+
+/// The time entries and the materials an issued invoice bills (`time/<entry id>` and
+/// `material/<material id>` among its `bills`); nothing for any other ledger event.
+fn billed_entries(event: &StoredEvent) -> Result<Option<BilledWork>, String> {
     if event.event_type != "InvoiceIssued" {
         return Ok(None);
     }
@@ -769,12 +775,72 @@ fn billed_entries(event: &StoredEvent) -> Result<Option<(Uuid, Vec<Uuid>)>, Stri
     else {
         return Ok(None);
     };
-    let entries: Vec<Uuid> = bills
-        .iter()
-        .filter_map(|bill| bill.strip_prefix("time/"))
-        .filter_map(|id| Uuid::parse_str(id).ok())
-        .collect();
-    Ok((!entries.is_empty()).then_some((invoice_id, entries)))
+    let ids = |prefix: &str| -> Vec<Uuid> {
+        bills
+            .iter()
+            .filter_map(|bill| bill.strip_prefix(prefix))
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect()
+    };
+    let (entries, materials) = (ids("time/"), ids("material/"));
+    Ok((!entries.is_empty() || !materials.is_empty()).then_some((invoice_id, entries, materials)))
+}
+
+/// A change to the materials table, applied in the batch's order after the fold.
+enum MaterialChange {
+    Added(Box<MaterialRow>),
+    Removed(Key),
+    Billed(Key, Uuid),
+}
+
+impl MaterialChange {
+    async fn write(self, conn: &mut PgConnection, table: &str) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Added(row) => {
+                sqlx::query(&format!(
+                    "INSERT INTO {table} (tenant_id, id, work_order_id, company_id, description,
+                        sku, quantity, unit_price, billing, amount, used_on, added_by,
+                        invoice_id, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, $13)"
+                ))
+                .bind(row.tenant_id)
+                .bind(row.id)
+                .bind(row.work_order_id)
+                .bind(row.company_id)
+                .bind(&row.description)
+                .bind(&row.sku)
+                .bind(row.quantity)
+                .bind(row.unit_price)
+                .bind(&row.billing)
+                .bind(row.amount)
+                .bind(row.used_on)
+                .bind(row.added_by)
+                .bind(row.created_at)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Self::Removed((tenant_id, id)) => {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE tenant_id = $1 AND id = $2"
+                ))
+                .bind(tenant_id)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Self::Billed((tenant_id, id), invoice_id) => {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET invoice_id = $3 WHERE tenant_id = $1 AND id = $2"
+                ))
+                .bind(tenant_id)
+                .bind(id)
+                .bind(invoice_id)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One event of a batch this projection applies (kept for the batch only: the size of the
@@ -782,8 +848,8 @@ fn billed_entries(event: &StoredEvent) -> Result<Option<(Uuid, Vec<Uuid>)>, Stri
 #[allow(clippy::large_enum_variant)]
 enum Item {
     Order(Key, WorkOrderEvent),
-    /// An issued invoice (of the tenant) that bills these time entries.
-    Billed(Uuid, Uuid, Vec<Uuid>),
+    /// An issued invoice (of the tenant) that bills these time entries and materials.
+    Billed(Uuid, Uuid, Vec<Uuid>, Vec<Uuid>),
 }
 
 /// `(tenant_id, id)` pairs as two arrays, for `unnest($1::uuid[], $2::uuid[])`.
@@ -844,6 +910,7 @@ impl Projection for WorkOrdersProjection {
             "work_order_time_entries",
             "work_order_timers",
             "work_order_links",
+            "work_order_materials",
         ]
     }
 
@@ -853,8 +920,13 @@ impl Projection for WorkOrdersProjection {
         tables: &Tables,
         events: &[StoredEvent],
     ) -> Result<(), ApplyError> {
-        let (orders, entries, timers, links) =
-            (tables.get(0), tables.get(1), tables.get(2), tables.get(3));
+        let (orders, entries, timers, links, materials) = (
+            tables.get(0),
+            tables.get(1),
+            tables.get(2),
+            tables.get(3),
+            tables.get(4),
+        );
 
         // Decode the batch's events, and find what must be read first: orders whose opening
         // is not in the batch, entries removed and links changed that it did not add.
@@ -867,9 +939,13 @@ impl Projection for WorkOrdersProjection {
         for (index, event) in events.iter().enumerate() {
             if event.aggregate_type == "ledger" {
                 let at = |e: String| ApplyError::at(index, e);
-                if let Some((invoice_id, entries)) = billed_entries(event).map_err(at)? {
+                if let Some((invoice_id, entries, materials)) = billed_entries(event).map_err(at)? {
                     let tenant_id = event.meta.as_ref().map_err(|e| at(e.clone()))?.tenant_id;
-                    mine.push((index, event, Item::Billed(tenant_id, invoice_id, entries)));
+                    mine.push((
+                        index,
+                        event,
+                        Item::Billed(tenant_id, invoice_id, entries, materials),
+                    ));
                 }
                 continue;
             }
@@ -920,6 +996,7 @@ impl Projection for WorkOrdersProjection {
         }
 
         let mut fold = Fold::default();
+        let mut material_changes = Vec::new();
         let order_columns: Vec<String> = OrderColumns::columns()
             .into_iter()
             .map(|column| format!("t.{column}"))
@@ -950,17 +1027,38 @@ impl Projection for WorkOrdersProjection {
 
         for (index, event, item) in mine {
             match item {
-                Item::Order((tenant_id, id), payload) => fold
-                    .apply(tenant_id, id, event, payload)
-                    .map_err(|e| ApplyError::at(index, e))?,
-                Item::Billed(tenant_id, invoice_id, entries) => {
+                Item::Order((tenant_id, id), payload) => {
+                    match &payload {
+                        WorkOrderEvent::MaterialAdded {
+                            company_id,
+                            material,
+                        } => material_changes.push(MaterialChange::Added(Box::new(
+                            MaterialRow::of(tenant_id, id, *company_id, material, event),
+                        ))),
+                        WorkOrderEvent::MaterialRemoved { material_id } => material_changes
+                            .push(MaterialChange::Removed((tenant_id, *material_id))),
+                        _ => {}
+                    }
+                    fold.apply(tenant_id, id, event, payload)
+                        .map_err(|e| ApplyError::at(index, e))?
+                }
+                Item::Billed(tenant_id, invoice_id, entries, billed_materials) => {
                     for entry_id in entries {
                         fold.bill(tenant_id, entry_id, invoice_id);
+                    }
+                    for material_id in billed_materials {
+                        material_changes
+                            .push(MaterialChange::Billed((tenant_id, material_id), invoice_id));
                     }
                 }
             }
         }
-        fold.write(conn, orders, entries, timers, links).await?;
+        fold.write(&mut *conn, orders, entries, timers, links)
+            .await?;
+        // Materials are few next to the orders' other events: a statement each, in order.
+        for change in material_changes {
+            change.write(&mut *conn, materials).await?;
+        }
         Ok(())
     }
 }
@@ -1356,6 +1454,146 @@ pub async fn get_by_number<'e>(
     .map(|row: Option<WorkOrderRow>| row.map(WorkOrderRow::normalized))
 }
 
+/// One material line of an order, with the name of who added it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct MaterialRow {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub work_order_id: Uuid,
+    pub company_id: Uuid,
+    pub description: String,
+    pub sku: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub quantity: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub unit_price: Decimal,
+    /// billable or contract.
+    pub billing: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub used_on: NaiveDate,
+    pub added_by: Uuid,
+    /// Who added it (name or email; '' while the users read model lags).
+    pub added_by_name: String,
+    /// The order's number and title (for lists across orders).
+    pub work_order_number: i64,
+    pub work_order_title: String,
+    pub invoice_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl MaterialRow {
+    /// The row `MaterialAdded` writes (the names are read with the row, not stored).
+    fn of(
+        tenant_id: Uuid,
+        work_order_id: Uuid,
+        company_id: Uuid,
+        material: &domain::workorder::Material,
+        event: &StoredEvent,
+    ) -> Self {
+        Self {
+            tenant_id,
+            id: material.material_id,
+            work_order_id,
+            company_id,
+            description: material.description.clone(),
+            sku: material.sku.clone(),
+            quantity: material.quantity,
+            unit_price: material.unit_price.value(),
+            billing: material.billing.as_str().to_owned(),
+            amount: material.amount,
+            used_on: material.used_on,
+            added_by: material.added_by,
+            added_by_name: String::new(),
+            work_order_number: 0,
+            work_order_title: String::new(),
+            invoice_id: None,
+            created_at: event.recorded_at,
+        }
+    }
+
+    fn normalized(mut self) -> Self {
+        self.quantity = self.quantity.normalize();
+        self.unit_price = money(self.unit_price);
+        self.amount = money(self.amount);
+        self
+    }
+}
+
+fn select_materials() -> String {
+    format!(
+        "SELECT m.*, coalesce({PERSON_NAME}, '') AS added_by_name,
+                w.number AS work_order_number, w.title AS work_order_title
+           FROM work_order_materials m
+           JOIN work_orders w ON w.tenant_id = m.tenant_id AND w.id = m.work_order_id
+           LEFT JOIN users u ON u.id = m.added_by AND u.tenant_id = m.tenant_id"
+    )
+}
+
+/// An order's materials, by day used, then as added.
+pub async fn materials<'e>(
+    db: impl PgExecutor<'e>,
+    tenant_id: Uuid,
+    work_order_id: Uuid,
+) -> Result<Vec<MaterialRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{} WHERE m.tenant_id = $1 AND m.work_order_id = $2
+          ORDER BY m.used_on, m.created_at, m.id",
+        select_materials()
+    ))
+    .bind(tenant_id)
+    .bind(work_order_id)
+    .fetch_all(db)
+    .await
+    .map(|rows: Vec<MaterialRow>| rows.into_iter().map(MaterialRow::normalized).collect())
+}
+
+/// The number of the issued invoice that billed a material line, if one did.
+pub async fn material_invoice_number<'e>(
+    db: impl PgExecutor<'e>,
+    tenant_id: Uuid,
+    material_id: Uuid,
+) -> Result<Option<i64>, sqlx::Error> {
+    invoice_number(db, "work_order_materials", tenant_id, material_id).await
+}
+
+async fn invoice_number<'e>(
+    db: impl PgExecutor<'e>,
+    table: &str,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(&format!(
+        "SELECT i.number FROM {table} w
+           JOIN invoices i ON i.tenant_id = w.tenant_id AND i.id = w.invoice_id
+          WHERE w.tenant_id = $1 AND w.id = $2"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(db)
+    .await
+    .map(Option::flatten)
+}
+
+/// A company's billable materials not invoiced yet, oldest first.
+pub async fn unbilled_materials<'e>(
+    db: impl PgExecutor<'e>,
+    tenant_id: Uuid,
+    company_id: Uuid,
+) -> Result<Vec<MaterialRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{} WHERE m.tenant_id = $1 AND m.company_id = $2
+            AND m.billing = 'billable' AND m.invoice_id IS NULL
+          ORDER BY m.used_on, m.created_at, m.id",
+        select_materials()
+    ))
+    .bind(tenant_id)
+    .bind(company_id)
+    .fetch_all(db)
+    .await
+    .map(|rows: Vec<MaterialRow>| rows.into_iter().map(MaterialRow::normalized).collect())
+}
+
 /// One time entry, with its technician's name.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct TimeEntryRow {
@@ -1489,32 +1727,53 @@ pub async fn running_timers<'e>(
     .await
 }
 
-/// Billable time of one company not invoiced yet.
+/// Billable work of one company not invoiced yet: time and materials.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct UnbilledRow {
     pub company_id: Uuid,
     pub company_name: String,
+    /// Time entries, their minutes and their amount.
     pub entries: i64,
     pub minutes: i64,
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
+    /// Material lines and their amount.
+    pub materials: i64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub materials_amount: Decimal,
+    /// Time and materials.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total: Decimal,
 }
 
-/// Unbilled billable time per company, by company name.
+/// Unbilled billable time and materials per company, by company name.
 pub async fn unbilled_by_company<'e>(
     db: impl PgExecutor<'e>,
     tenant_id: Uuid,
 ) -> Result<Vec<UnbilledRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT e.company_id, coalesce(c.name, '') AS company_name, e.entries, e.minutes,
-                e.amount
-           FROM (SELECT company_id, count(*) AS entries, sum(minutes)::int8 AS minutes,
-                        sum(amount) AS amount
-                   FROM work_order_time_entries
+        "SELECT k.company_id, coalesce(c.name, '') AS company_name,
+                coalesce(e.entries, 0) AS entries, coalesce(e.minutes, 0) AS minutes,
+                coalesce(e.amount, 0) AS amount,
+                coalesce(m.materials, 0) AS materials,
+                coalesce(m.amount, 0) AS materials_amount,
+                coalesce(e.amount, 0) + coalesce(m.amount, 0) AS total
+           FROM (SELECT company_id FROM work_order_time_entries
                   WHERE tenant_id = $1 AND billing = 'billable' AND invoice_id IS NULL
-                  GROUP BY company_id) e
-           LEFT JOIN companies c ON c.tenant_id = $1 AND c.id = e.company_id
-          ORDER BY lower(coalesce(c.name, '')), e.company_id",
+                 UNION
+                 SELECT company_id FROM work_order_materials
+                  WHERE tenant_id = $1 AND billing = 'billable' AND invoice_id IS NULL) k
+           LEFT JOIN (SELECT company_id, count(*) AS entries, sum(minutes)::int8 AS minutes,
+                             sum(amount) AS amount
+                        FROM work_order_time_entries
+                       WHERE tenant_id = $1 AND billing = 'billable' AND invoice_id IS NULL
+                       GROUP BY company_id) e ON e.company_id = k.company_id
+           LEFT JOIN (SELECT company_id, count(*) AS materials, sum(amount) AS amount
+                        FROM work_order_materials
+                       WHERE tenant_id = $1 AND billing = 'billable' AND invoice_id IS NULL
+                       GROUP BY company_id) m ON m.company_id = k.company_id
+           LEFT JOIN companies c ON c.tenant_id = $1 AND c.id = k.company_id
+          ORDER BY lower(coalesce(c.name, '')), k.company_id",
     )
     .bind(tenant_id)
     .fetch_all(db)
@@ -1523,6 +1782,8 @@ pub async fn unbilled_by_company<'e>(
         rows.into_iter()
             .map(|mut row| {
                 row.amount = money(row.amount);
+                row.materials_amount = money(row.materials_amount);
+                row.total = money(row.total);
                 row
             })
             .collect()
@@ -1648,7 +1909,12 @@ pub async fn dashboard(db: &PgPool, tenant_id: Uuid) -> Result<Dashboard, sqlx::
     .fetch_all(db)
     .await?;
     let (unbilled_minutes, unbilled_amount): (i64, Decimal) = sqlx::query_as(
-        "SELECT coalesce(sum(minutes), 0)::int8, coalesce(sum(amount), 0)::numeric(14,2)
+        // The amount counts billable materials too: all of it waits for an invoice.
+        "SELECT coalesce(sum(minutes), 0)::int8,
+                (coalesce(sum(amount), 0) + (SELECT coalesce(sum(amount), 0)
+                   FROM work_order_materials
+                  WHERE tenant_id = $1 AND billing = 'billable' AND invoice_id IS NULL)
+                )::numeric(14,2)
            FROM work_order_time_entries
           WHERE tenant_id = $1 AND billing = 'billable' AND invoice_id IS NULL",
     )

@@ -708,7 +708,9 @@ async fn invoices_are_raised_issued_credited_and_voided_through_the_forms() {
     .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply.text.contains("Choose the company to invoice."));
-    assert!(reply.text.contains("An invoice needs at least one line."));
+    assert!(reply
+        .text
+        .contains("An invoice needs at least one line (or tick the unbilled work"));
     assert_eq!(events(&app).await, before);
 
     // A draft, then issued.
@@ -1424,4 +1426,98 @@ async fn services_are_catalogued_and_companies_subscribed_from_their_billing_tab
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
     }
     assert_eq!(events(&app).await, before, "nothing appended");
+}
+
+#[tokio::test]
+async fn the_invoice_form_bills_a_company_s_unbilled_work_once() {
+    let app = TestApp::new().await;
+    let acme = company(&app, "Initech", "0").await;
+    let order = api(
+        &app,
+        Method::POST,
+        "/api/v1/work-orders",
+        json!({"company_id": acme, "title": "Office move"}),
+    )
+    .await;
+    let order_id = order["id"].as_str().unwrap();
+    api(
+        &app,
+        Method::POST,
+        &format!("/api/v1/work-orders/{order_id}/materials"),
+        json!({"description": "Cat6 patch cable", "quantity": "12", "unit_price": "4.50"}),
+    )
+    .await;
+    let before = events(&app).await;
+    // A draft cannot take the work; the box stays ticked and the message says why.
+    let reply = form(
+        &app,
+        &app.owner,
+        "/billing/invoices",
+        &format!("company_id={acme}&rows=3&unbilled_work=on&action=draft"),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply
+            .text
+            .contains("id=\"unbilled-error\">Unbilled work is billed when the invoice is issued"),
+        "{}",
+        reply.text
+    );
+    assert!(reply.text.contains("id=\"unbilled_work\" checked"));
+    assert_eq!(events(&app).await, before);
+    // Issued with no line typed: the material is the invoice.
+    let today = page_today(&app).await;
+    let reply = form(
+        &app,
+        &app.owner,
+        "/billing/invoices",
+        &format!("company_id={acme}&rows=3&unbilled_work=on&issue_date={today}&action=issue"),
+    )
+    .await;
+    let invoice = location(&reply);
+    assert_eq!(flash(&reply), "Invoice 1 issued.");
+    let page = get(&app, &app.owner, &invoice).await;
+    for shown in ["Cat6 patch cable on", "54.00 USD"] {
+        assert!(page.text.contains(shown), "{shown}\n{}", page.text);
+    }
+    // Nothing is left: the same form now says so, and makes nothing.
+    let before = events(&app).await;
+    let reply = form(
+        &app,
+        &app.owner,
+        "/billing/invoices",
+        &format!("company_id={acme}&rows=3&unbilled_work=on&issue_date={today}&action=issue"),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply
+            .text
+            .contains("Initech has no billable time or materials up to"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(events(&app).await, before);
+}
+
+/// Today in the tenant's zone, as the billing forms see it.
+async fn page_today(app: &TestApp) -> String {
+    let tenant = app
+        .store
+        .load::<domain::tenant::Tenant>(app.owner.tenant_id, &app.owner.tenant_id.to_string())
+        .await
+        .unwrap()
+        .0;
+    web::billing::run::today(&tenant).to_string()
 }

@@ -19,6 +19,8 @@ mod event_store;
 mod identity;
 mod import;
 mod ledger_export;
+mod materials;
+mod materials_pages;
 mod notify_email;
 mod notify_flow;
 mod notify_pages;

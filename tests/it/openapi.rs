@@ -225,6 +225,21 @@ const OPERATIONS: &[(&str, &str, &[u16])] = &[
         &[400, 401, 403, 404, 409, 500],
     ),
     (
+        "/api/v1/work-orders/{id}/materials",
+        "get",
+        &[400, 401, 403, 404, 500],
+    ),
+    (
+        "/api/v1/work-orders/{id}/materials",
+        "post",
+        &[400, 401, 403, 404, 409, 413, 415, 422, 500],
+    ),
+    (
+        "/api/v1/work-orders/{id}/materials/{material_id}",
+        "delete",
+        &[400, 401, 403, 404, 409, 500],
+    ),
+    (
         "/api/v1/work-orders/{id}/timer/start",
         "post",
         &[400, 401, 403, 404, 409, 500],

@@ -176,6 +176,7 @@ async fn snapshot(app: &TestApp) -> Vec<String> {
         "work_order_time_entries",
         "work_order_timers",
         "work_order_links",
+        "work_order_materials",
     ] {
         let rows: Option<String> = sqlx::query_scalar(&format!(
             "SELECT string_agg(row_to_json(t)::text, E'\\n' ORDER BY row_to_json(t)::text)
@@ -1106,6 +1107,7 @@ async fn snapshot_of(pool: &sqlx::PgPool) -> Vec<String> {
         "work_order_time_entries",
         "work_order_timers",
         "work_order_links",
+        "work_order_materials",
     ] {
         let rows: Option<String> = sqlx::query_scalar(&format!(
             "SELECT string_agg(row_to_json(t)::text, E'\\n' ORDER BY row_to_json(t)::text)
@@ -1228,6 +1230,36 @@ async fn work_orders_projection_gives_the_same_rows_whatever_the_batches() {
     let e3 = entry(me, "2026-03-02", 30, Billing::Contract, "120.00");
     assert_eq!(e2.amount.to_string(), "11.67");
     log_in(&store, a, vec![e1.clone(), e2.clone(), e3.clone()]).await;
+    // Materials: one added and removed again, one billable, one covered.
+    let material = |id: u128, quantity: &str, billing| {
+        domain::workorder::Material::new(
+            Uuid::from_u128(id),
+            "Patch cable",
+            "C6",
+            quantity.parse().unwrap(),
+            money("4.99"),
+            billing,
+            day("2026-03-02"),
+            me,
+        )
+        .unwrap()
+    };
+    for command in [
+        C::AddMaterial {
+            material: material(901, "2.5", Billing::Billable),
+        },
+        C::AddMaterial {
+            material: material(902, "1", Billing::Billable),
+        },
+        C::RemoveMaterial {
+            material_id: Uuid::from_u128(901),
+        },
+        C::AddMaterial {
+            material: material(903, "3", Billing::Contract),
+        },
+    ] {
+        exec(&store, a, command).await;
+    }
     exec(
         &store,
         a,
@@ -1464,6 +1496,16 @@ async fn work_orders_projection_gives_the_same_rows_whatever_the_batches() {
     }
     let verified = verify(&db.pool, &WorkOrdersProjection).await.unwrap();
     assert!(verified.matches(), "{:?}", verified.differences);
+    let materials = wo::materials(&db.pool, commands::DEFAULT_TENANT_ID, a)
+        .await
+        .unwrap();
+    assert_eq!(
+        materials
+            .iter()
+            .map(|m| (m.id.as_u128(), m.amount.to_string()))
+            .collect::<Vec<_>>(),
+        [(902, "4.99".to_owned()), (903, "0.00".to_owned())]
+    );
 }
 
 async fn log_in(store: &commands::EventStore, id: Uuid, entries: Vec<TimeEntry>) {

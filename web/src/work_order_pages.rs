@@ -1,6 +1,7 @@
 //! The technicians' console for work orders (issue 5): the list with its filters, the board,
 //! "My work", the form that raises an order, the order's page (SLA, status moves, assignment,
-//! timer, time entries, comments, status links, edit, timeline) and the unbilled work.
+//! timer, time entries, materials, comments, status links, edit, timeline) and the unbilled
+//! work (time and materials).
 //!
 //! Every page reads the `work_orders` read model (the timeline reads the order's events from
 //! the log); every form runs one of the operations the API shares (`crate::work_orders`), so a
@@ -30,7 +31,7 @@ use projections::assets::{self, AssetQuery, AssetRow};
 use projections::companies::{self, CompanyRow};
 use projections::contacts::{self, ContactRow};
 use projections::history;
-use projections::work_orders::{self as read, Filter, TimeEntryRow, WorkOrderRow};
+use projections::work_orders::{self as read, Filter, MaterialRow, TimeEntryRow, WorkOrderRow};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -41,7 +42,7 @@ use crate::console::{
     redirect_with_flash, Cookies,
 };
 use crate::error::ApiError;
-use crate::work_orders::{self as ops, ChangeBody, OpenBody, TimeBody};
+use crate::work_orders::{self as ops, ChangeBody, MaterialBody, OpenBody, TimeBody};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -66,6 +67,11 @@ pub fn router() -> Router<AppState> {
         .route(
             "/work-orders/{id}/time/{entry_id}/remove",
             post(remove_entry),
+        )
+        .route("/work-orders/{id}/materials", post(add_material))
+        .route(
+            "/work-orders/{id}/materials/{material_id}/remove",
+            post(remove_material),
         )
         .route("/unbilled", get(unbilled_page))
         .route("/unbilled/{company_id}", get(unbilled_company_page))
@@ -203,6 +209,12 @@ fn field_label(field: &str) -> &'static str {
         "technician_id" => "Technician",
         "body" => "Comment",
         "kind" => "Kind",
+        "material_description" => "Description",
+        "material_sku" => "SKU",
+        "material_quantity" => "Quantity",
+        "material_unit_price" => "Unit price",
+        "material_billing" => "Billing",
+        "material_used_on" => "Date used",
         _ => "This field",
     }
 }
@@ -1155,6 +1167,28 @@ struct Totals {
     amount: String,
 }
 
+/// A material line of an order (its page) or of a company's unbilled work.
+struct MaterialView {
+    id: Uuid,
+    used_on: String,
+    description: String,
+    sku: String,
+    quantity: String,
+    unit_price: String,
+    billing: String,
+    /// The billed amount; a dash for contract lines (the contract covers them).
+    amount: String,
+    added_by: String,
+    order_id: Uuid,
+    order: String,
+    /// The issued invoice that bills it, and how the line names it ("invoice 12").
+    invoice_id: Option<Uuid>,
+    invoice: String,
+    /// The asker may remove it (theirs, or an owner or admin; the order not final; not
+    /// invoiced).
+    removable: bool,
+}
+
 struct LinkView {
     id: Uuid,
     kind: String,
@@ -1207,6 +1241,20 @@ struct OrderForms {
     comment: String,
     #[serde(default)]
     public: bool,
+    /// The add material form (its description and billing apart from the order's and the
+    /// time form's).
+    #[serde(default)]
+    material_description: String,
+    #[serde(default)]
+    sku: String,
+    #[serde(default)]
+    quantity: String,
+    #[serde(default)]
+    unit_price: String,
+    #[serde(default)]
+    material_billing: String,
+    #[serde(default)]
+    used_on: String,
 }
 
 /// Which form of the order page was refused.
@@ -1217,6 +1265,7 @@ enum Section {
     Assign,
     Timer,
     Time,
+    Materials,
     Comment,
     Links,
     Edit,
@@ -1265,6 +1314,9 @@ struct OrderPage {
     other_timers: Vec<(String, String)>,
     entries: Vec<EntryView>,
     totals: Totals,
+    materials: Vec<MaterialView>,
+    /// The billable materials' amount.
+    materials_total: String,
     links: Vec<LinkView>,
     issued: Option<IssuedView>,
     timeline: Vec<TimelineItem>,
@@ -1276,6 +1328,9 @@ struct OrderPage {
     types: Vec<Choice>,
     priorities: Vec<Choice>,
     billings: Vec<Choice>,
+    material_billings: Vec<Choice>,
+    /// The organisation's currency code (the unit price's label).
+    currency: String,
     today: String,
     time_zone: String,
 }
@@ -1287,6 +1342,7 @@ impl OrderPage {
             "assign" => Section::Assign,
             "timer" => Section::Timer,
             "time" => Section::Time,
+            "materials" => Section::Materials,
             "comment" => Section::Comment,
             "links" => Section::Links,
             "edit" => Section::Edit,
@@ -1297,7 +1353,7 @@ impl OrderPage {
 }
 
 /// The fields the order page's forms show.
-const ORDER_FIELDS: [&str; 10] = [
+const ORDER_FIELDS: [&str; 16] = [
     "title",
     "description",
     "type",
@@ -1308,7 +1364,74 @@ const ORDER_FIELDS: [&str; 10] = [
     "billing",
     "body",
     "assignee_id",
+    "material_description",
+    "material_sku",
+    "material_quantity",
+    "material_unit_price",
+    "material_billing",
+    "material_used_on",
 ];
+
+/// The material form's fields under names of their own: the page's edit form has a
+/// description and the time form a billing, and each message goes next to its own field.
+fn material_field(field: &'static str) -> &'static str {
+    match field {
+        "description" => "material_description",
+        "sku" => "material_sku",
+        "quantity" => "material_quantity",
+        "unit_price" => "material_unit_price",
+        "billing" => "material_billing",
+        "used_on" => "material_used_on",
+        other => other,
+    }
+}
+
+fn material_billing_choices(current: &str) -> Vec<Choice> {
+    choices(
+        vec![
+            ("billable".to_owned(), "Billable".to_owned()),
+            ("contract".to_owned(), "Contract (covered)".to_owned()),
+        ],
+        current,
+    )
+}
+
+/// A material line as shown; `invoice` names the invoice that bills it (empty: not billed).
+fn material_view(m: &MaterialRow, local: &Local, invoice: String) -> MaterialView {
+    MaterialView {
+        id: m.id,
+        used_on: m.used_on.to_string(),
+        description: m.description.clone(),
+        sku: m.sku.clone(),
+        quantity: m.quantity.to_string(),
+        unit_price: local.money(m.unit_price),
+        billing: m.billing.clone(),
+        amount: if m.billing == "billable" {
+            local.money(m.amount)
+        } else {
+            "–".into()
+        },
+        added_by: if m.added_by_name.is_empty() {
+            "–".into()
+        } else {
+            m.added_by_name.clone()
+        },
+        order_id: m.work_order_id,
+        order: format!("#{} {}", m.work_order_number, m.work_order_title),
+        invoice_id: m.invoice_id,
+        invoice,
+        removable: false,
+    }
+}
+
+/// What the billable lines among `materials` come to.
+fn billable_materials(materials: &[MaterialRow]) -> Decimal {
+    materials
+        .iter()
+        .filter(|m| m.billing == "billable")
+        .map(|m| m.amount)
+        .sum()
+}
 
 fn billing_choices(current: &str) -> Vec<Choice> {
     choices(
@@ -1430,19 +1553,55 @@ async fn render_order(
         }
         let staff = workers(state, me.tenant_id).await?;
         let entries = read::time_entries(&state.pool, me.tenant_id, id).await?;
+        let materials = read::materials(&state.pool, me.tenant_id, id).await?;
+        // Few lines of an order are invoiced: their invoices' numbers one by one.
+        let mut materials_shown = Vec::with_capacity(materials.len());
+        for m in &materials {
+            let invoice = match m.invoice_id {
+                Some(_) => {
+                    let number =
+                        read::material_invoice_number(&state.pool, me.tenant_id, m.id).await?;
+                    number.map_or_else(|| "invoiced".to_owned(), |n| format!("invoice {n}"))
+                }
+                None => String::new(),
+            };
+            materials_shown.push(material_view(m, &local, invoice));
+        }
         let timers = read::timers(&state.pool, me.tenant_id, id).await?;
         let links = read::links(&state.pool, me.tenant_id, id).await?;
         let timeline = timeline(state, me.tenant_id, id, &local).await?;
+        let materials_total = local.money(billable_materials(&materials));
         Ok::<_, ApiError>(Some((
-            order, tenant, local, contact, equipment, staff, entries, timers, links, timeline,
+            order,
+            tenant,
+            local,
+            contact,
+            equipment,
+            staff,
+            entries,
+            (materials, materials_shown, materials_total),
+            timers,
+            links,
+            timeline,
         )))
     };
-    let (order, tenant, local, contact, equipment, staff, entries, timers, links, timeline) =
-        match loaded.await {
-            Ok(Some(loaded)) => loaded,
-            Ok(None) => return not_found_page(),
-            Err(error) => return internal_page(error),
-        };
+    let (
+        order,
+        tenant,
+        local,
+        contact,
+        equipment,
+        staff,
+        entries,
+        (materials, materials_shown, materials_total),
+        timers,
+        links,
+        timeline,
+    ) = match loaded.await {
+        Ok(Some(loaded)) => loaded,
+        Ok(None) => return not_found_page(),
+        Err(error) => return internal_page(error),
+    };
     let current = Status::parse("status", &order.status).unwrap_or_default();
     let now = Utc::now();
     let mut staff_choices = vec![(String::new(), "Nobody".to_owned())];
@@ -1494,6 +1653,17 @@ async fn render_order(
             today.clone()
         } else {
             form.work_date.clone()
+        },
+        // An empty quantity or date means one unit, today: shown as such.
+        quantity: if form.quantity.trim().is_empty() {
+            "1".to_owned()
+        } else {
+            form.quantity.clone()
+        },
+        used_on: if form.used_on.trim().is_empty() {
+            today.clone()
+        } else {
+            form.used_on.clone()
         },
         ..form
     };
@@ -1574,6 +1744,18 @@ async fn render_order(
                 ..entry_view(e, &local, String::new())
             })
             .collect(),
+        materials: materials
+            .iter()
+            .zip(materials_shown)
+            .map(|(m, view)| MaterialView {
+                removable: me.may(Action::LogTime)
+                    && !current.is_final()
+                    && m.invoice_id.is_none()
+                    && (m.added_by == me.user_id || matches!(me.role, Role::Owner | Role::Admin)),
+                ..view
+            })
+            .collect(),
+        materials_total,
         links: links
             .iter()
             .map(|l| LinkView {
@@ -1608,7 +1790,13 @@ async fn render_order(
         ),
         priorities: priority_choices(&priority),
         billings: billing_choices(&form.billing),
+        material_billings: material_billing_choices(if form.material_billing.is_empty() {
+            "billable"
+        } else {
+            &form.material_billing
+        }),
         form,
+        currency: local.currency.clone(),
         today,
         time_zone: local.zone_name(),
         order,
@@ -2182,6 +2370,139 @@ async fn remove_entry(
 }
 
 #[derive(Debug, Default, Deserialize)]
+struct MaterialForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    sku: String,
+    #[serde(default)]
+    quantity: String,
+    #[serde(default)]
+    unit_price: String,
+    #[serde(default)]
+    billing: String,
+    #[serde(default)]
+    used_on: String,
+}
+
+async fn add_material(
+    State(state): State<AppState>,
+    me: Principal,
+    Extension(cookies): Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    Form(form): Form<MaterialForm>,
+) -> Response {
+    let id = match admit(&me, &cookies, &headers, &form.csrf, Action::LogTime, path) {
+        Ok(id) => id,
+        Err(page) => return *page,
+    };
+    let body = MaterialBody {
+        description: Some(form.description.clone()),
+        sku: Some(form.sku.clone()),
+        quantity: Some(form.quantity.clone()),
+        unit_price: Some(form.unit_price.clone()),
+        billing: Some(form.billing.clone()),
+        used_on: Some(form.used_on.clone()),
+    };
+    let result = match ops::add_material(&state, &me, &me.meta(), id, &body).await {
+        Ok((done, _)) => Ok(Some(done)),
+        Err(ApiError::Invalid(errors)) => Err(ApiError::Invalid(
+            errors
+                .into_iter()
+                .map(|e| ValidationError {
+                    field: material_field(e.field),
+                    ..e
+                })
+                .collect(),
+        )),
+        Err(error) => Err(error),
+    };
+    let input = OrderForms {
+        material_description: form.description.clone(),
+        sku: form.sku.clone(),
+        quantity: form.quantity.clone(),
+        unit_price: form.unit_price.clone(),
+        material_billing: form.billing.clone(),
+        used_on: form.used_on.clone(),
+        ..OrderForms::default()
+    };
+    // "Material added: 3 × Cat6 patch cable, 13.50 USD." (contract lines have no amount).
+    let added = result
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .and_then(|done| {
+            done.events.iter().find_map(|e| match e {
+                WorkOrderEvent::MaterialAdded { material, .. } => Some(material.clone()),
+                _ => None,
+            })
+        });
+    let done = match added {
+        Some(m) => {
+            let amount = match m.billing {
+                Billing::Billable => match local_of(&state, me.tenant_id).await {
+                    Ok((_, local)) => format!(", {}", local.money(m.amount)),
+                    Err(_) => String::new(),
+                },
+                Billing::Contract => ", covered by the contract".to_owned(),
+            };
+            format!(
+                "Material added: {} × {}{amount}.",
+                m.quantity.normalize(),
+                m.description
+            )
+        }
+        None => "Material added.".to_owned(),
+    };
+    finish(
+        &state,
+        &me,
+        &cookies,
+        id,
+        result,
+        &done,
+        Section::Materials,
+        Some(input),
+    )
+    .await
+}
+
+async fn remove_material(
+    State(state): State<AppState>,
+    me: Principal,
+    Extension(cookies): Extension<Cookies>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
+        return refused;
+    }
+    if let Err(refused) = me.require(Action::LogTime) {
+        return refused.into_response();
+    }
+    let ids = crate::console::two_ids(path);
+    let Some((id, material_id)) = ids else {
+        return not_found_page();
+    };
+    let result = ops::remove_material(&state, &me, &me.meta(), id, material_id).await;
+    finish(
+        &state,
+        &me,
+        &cookies,
+        id,
+        result.map(Some),
+        "Material removed.",
+        Section::Materials,
+        None,
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
 struct EditForm {
     #[serde(default)]
     csrf: String,
@@ -2252,6 +2573,9 @@ struct UnbilledLine {
     entries: i64,
     time: String,
     amount: String,
+    materials: i64,
+    materials_amount: String,
+    total: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -2261,6 +2585,8 @@ struct UnbilledPage {
     rows: Vec<UnbilledLine>,
     total_time: String,
     total_amount: String,
+    total_materials: String,
+    total: String,
 }
 
 async fn unbilled_page(
@@ -2282,6 +2608,8 @@ async fn unbilled_page(
     };
     let total_minutes: i64 = rows.iter().map(|r| r.minutes).sum();
     let total_amount: Decimal = rows.iter().map(|r| r.amount).sum();
+    let total_materials: Decimal = rows.iter().map(|r| r.materials_amount).sum();
+    let total: Decimal = rows.iter().map(|r| r.total).sum();
     UnbilledPage {
         flash: cookies.flash.clone(),
         rows: rows
@@ -2292,10 +2620,15 @@ async fn unbilled_page(
                 entries: r.entries,
                 time: duration(r.minutes),
                 amount: local.money(r.amount),
+                materials: r.materials,
+                materials_amount: local.money(r.materials_amount),
+                total: local.money(r.total),
             })
             .collect(),
         total_time: duration(total_minutes),
         total_amount: local.money(total_amount),
+        total_materials: local.money(total_materials),
+        total: local.money(total),
     }
     .into_response()
 }
@@ -2307,6 +2640,12 @@ struct UnbilledCompanyPage {
     company: CompanyRow,
     entries: Vec<EntryView>,
     totals: Totals,
+    materials: Vec<MaterialView>,
+    materials_total: String,
+    /// Time and materials.
+    total: String,
+    /// The asker may raise the invoice that bills this work (`ManageBilling`).
+    may_invoice: bool,
 }
 
 async fn unbilled_company_page(
@@ -2327,16 +2666,30 @@ async fn unbilled_company_page(
         };
         let (_, local) = local_of(&state, me.tenant_id).await?;
         let entries = read::unbilled_entries(&state.pool, me.tenant_id, company_id).await?;
-        Ok::<_, ApiError>(Some((company, local, entries)))
+        let materials = read::unbilled_materials(&state.pool, me.tenant_id, company_id).await?;
+        Ok::<_, ApiError>(Some((company, local, entries, materials)))
     };
-    let (company, local, entries) = match loaded.await {
+    let (company, local, entries, materials) = match loaded.await {
         Ok(Some(loaded)) => loaded,
         Ok(None) => return not_found_page(),
         Err(error) => return internal_page(error),
     };
+    let time_amount: Decimal = entries
+        .iter()
+        .filter(|e| e.billing == "billable")
+        .map(|e| e.amount)
+        .sum();
+    let materials_amount = billable_materials(&materials);
     UnbilledCompanyPage {
         flash: cookies.flash.clone(),
         totals: totals_of(&entries, &local),
+        materials: materials
+            .iter()
+            .map(|m| material_view(m, &local, String::new()))
+            .collect(),
+        materials_total: local.money(materials_amount),
+        total: local.money(time_amount + materials_amount),
+        may_invoice: me.may(Action::ManageBilling),
         entries: entries
             .iter()
             .map(|e| {
@@ -2378,6 +2731,35 @@ mod tests {
         );
         assert_eq!(errors.others(&["title", "type"]), vec!["Opened at is odd."]);
         assert!(errors.any());
+    }
+
+    #[test]
+    fn material_messages_have_fields_of_their_own() {
+        // The edit form's description and the time form's billing must not take them.
+        let errors = Errors(
+            [
+                ValidationError::new("description", "must say what was used"),
+                ValidationError::new("unit_price", "is required"),
+                ValidationError::new("billing", "must be billable or contract"),
+            ]
+            .into_iter()
+            .map(|e| ValidationError {
+                field: material_field(e.field),
+                ..e
+            })
+            .collect(),
+        );
+        assert_eq!(errors.of("description"), None);
+        assert_eq!(errors.of("billing"), None);
+        assert_eq!(
+            errors.of("material_description").as_deref(),
+            Some("Description must say what was used.")
+        );
+        assert_eq!(
+            errors.of("material_unit_price").as_deref(),
+            Some("Unit price is required.")
+        );
+        assert!(errors.others(&ORDER_FIELDS).is_empty());
     }
 
     #[test]

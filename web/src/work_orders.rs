@@ -79,6 +79,14 @@ pub fn router() -> Router<AppState> {
             "/api/v1/work-orders/{id}/links/{link_id}",
             delete(revoke_link_api),
         )
+        .route(
+            "/api/v1/work-orders/{id}/materials",
+            get(list_materials_api).post(add_material_api),
+        )
+        .route(
+            "/api/v1/work-orders/{id}/materials/{material_id}",
+            delete(remove_material_api),
+        )
         .route("/api/v1/unbilled-work", get(unbilled_api))
         .layer(axum::extract::DefaultBodyLimit::max(crate::api::BODY_LIMIT))
 }
@@ -794,7 +802,213 @@ pub async fn remove_time(
                 .into(),
         });
     }
+    refuse_billed(state, me, &order, &format!("time/{entry_id}"), "this time").await?;
     run(state, meta, id, WorkOrderCommand::RemoveTime { entry_id }).await
+}
+
+/// Parts or consumables used on an order, as the API or the console's form gives them.
+#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaterialBody {
+    /// What was used, as it reads on the invoice (1 to 200 characters).
+    #[schema(example = "Cat6 patch cable, 2 m")]
+    pub description: Option<String>,
+    /// Part number or SKU (optional, up to 64 characters).
+    #[schema(example = "C6-2M")]
+    pub sku: Option<String>,
+    /// Units used, a decimal string: more than 0, at most 100000, up to 3 decimals.
+    #[schema(example = "3")]
+    pub quantity: Option<String>,
+    /// Price per unit, a decimal string.
+    #[schema(example = "4.50")]
+    pub unit_price: Option<String>,
+    /// `billable` (default: on the company's next invoice) or `contract` (covered).
+    pub billing: Option<String>,
+    /// The day it was used in the organisation's time zone (`YYYY-MM-DD`, default today).
+    #[schema(value_type = Option<String>, format = Date)]
+    pub used_on: Option<String>,
+}
+
+/// Records materials used on order `id`; every bad field at once.
+pub async fn add_material(
+    state: &AppState,
+    me: &Principal,
+    meta: &EventMeta,
+    id: Uuid,
+    body: &MaterialBody,
+) -> Result<(Executed<WorkOrder>, Uuid), ApiError> {
+    load(state, me, id).await?;
+    let tenant = tenant(state, me.tenant_id).await?;
+    let mut errors = Vec::new();
+    let quantity = match body.quantity.as_deref().map(str::trim) {
+        None | Some("") => Some(rust_decimal::Decimal::ONE),
+        Some(text) => match text.parse::<rust_decimal::Decimal>() {
+            Ok(q) => Some(q),
+            Err(_) => {
+                errors.push(ValidationError::new(
+                    "quantity",
+                    "must be a number such as 2 or 2.5",
+                ));
+                None
+            }
+        },
+    };
+    let unit_price = match body.unit_price.as_deref().map(str::trim) {
+        None | Some("") => {
+            errors.push(ValidationError::new("unit_price", "is required"));
+            None
+        }
+        Some(text) => Amount::parse("unit_price", text)
+            .map_err(|e| errors.push(e))
+            .ok(),
+    };
+    let billing = match body.billing.as_deref().map(str::trim) {
+        None | Some("") => Some(Billing::Billable),
+        Some(text) => Billing::parse("billing", text)
+            .map_err(|e| errors.push(e))
+            .ok(),
+    };
+    let today = local_date(&tenant, Utc::now());
+    let used_on = match body.used_on.as_deref().map(str::trim) {
+        None | Some("") => today,
+        Some(text) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            Ok(date) if date > today => {
+                errors.push(ValidationError::new(
+                    "used_on",
+                    "must not be after today (in the organisation's time zone)",
+                ));
+                today
+            }
+            Ok(date) if date < today - chrono::Duration::days(3660) => {
+                errors.push(ValidationError::new(
+                    "used_on",
+                    "is more than ten years ago",
+                ));
+                today
+            }
+            Ok(date) => date,
+            Err(_) => {
+                errors.push(ValidationError::new(
+                    "used_on",
+                    "must be a date written YYYY-MM-DD",
+                ));
+                today
+            }
+        },
+    };
+    let material_id = Uuid::new_v5(&meta.command_id, b"material");
+    let material = domain::workorder::Material::new(
+        material_id,
+        body.description.as_deref().unwrap_or(""),
+        body.sku.as_deref().unwrap_or(""),
+        quantity.unwrap_or(rust_decimal::Decimal::ONE),
+        unit_price.unwrap_or(Amount::ZERO),
+        billing.unwrap_or(Billing::Billable),
+        used_on,
+        me.user_id,
+    );
+    let material = match material {
+        Ok(material) if errors.is_empty() => material,
+        Ok(_) => return Err(ApiError::Invalid(errors)),
+        Err(mut more) => {
+            // In the order of the form's fields.
+            more.retain(|e| quantity.is_some() || e.field != "quantity");
+            errors.extend(more);
+            let order = [
+                "description",
+                "sku",
+                "quantity",
+                "unit_price",
+                "billing",
+                "used_on",
+            ];
+            errors.sort_by_key(|e| order.iter().position(|f| *f == e.field));
+            return Err(ApiError::Invalid(errors));
+        }
+    };
+    let done = run(state, meta, id, WorkOrderCommand::AddMaterial { material }).await?;
+    Ok((done, material_id))
+}
+
+/// Refuses to remove work the company's ledger has billed (`bill`: `time/<id>` or
+/// `material/<id>`): the invoice keeps its line, and is credited instead. Asked of the ledger
+/// itself, so a removal right after a billing run is refused before the read models show it.
+async fn refuse_billed(
+    state: &AppState,
+    me: &Principal,
+    order: &WorkOrder,
+    bill: &str,
+    what: &str,
+) -> Result<(), ApiError> {
+    let (ledger, _) = state
+        .store
+        .load::<domain::ledger::Ledger>(me.tenant_id, &domain::ledger::ledger_id(order.company_id))
+        .await?;
+    if !ledger.billed.contains(bill) {
+        return Ok(());
+    }
+    let id = bill.split_once('/').map(|(_, id)| id).unwrap_or_default();
+    let number = ledger.invoices.values().find_map(|invoice| {
+        invoice
+            .lines
+            .iter()
+            .any(|line| match &line.source {
+                Some(domain::billing::LineSource::TimeEntry { entry_id, .. }) => {
+                    entry_id.to_string() == id
+                }
+                Some(domain::billing::LineSource::Material { material_id, .. }) => {
+                    material_id.to_string() == id
+                }
+                _ => false,
+            })
+            .then_some(invoice.number)
+            .flatten()
+    });
+    Err(ApiError::Rejected {
+        status: StatusCode::CONFLICT,
+        detail: match number {
+            Some(number) => format!(
+                "{what} is billed on invoice {number}: credit the invoice instead of removing it"
+            ),
+            None => format!("{what} is billed: credit its invoice instead of removing it"),
+        },
+    })
+}
+
+/// Removes a material line: who added it, or an owner or admin; not once it is invoiced.
+pub async fn remove_material(
+    state: &AppState,
+    me: &Principal,
+    meta: &EventMeta,
+    id: Uuid,
+    material_id: Uuid,
+) -> Result<Executed<WorkOrder>, ApiError> {
+    let order = load(state, me, id).await?;
+    let material = order
+        .materials
+        .get(&material_id)
+        .ok_or_else(|| ApiError::NotFound(format!("material {material_id} not found")))?;
+    if material.added_by != me.user_id && !matches!(me.role, Role::Owner | Role::Admin) {
+        return Err(ApiError::Rejected {
+            status: StatusCode::FORBIDDEN,
+            detail: "only who added it, an owner or an admin removes a material line".into(),
+        });
+    }
+    refuse_billed(
+        state,
+        me,
+        &order,
+        &format!("material/{material_id}"),
+        "this material",
+    )
+    .await?;
+    run(
+        state,
+        meta,
+        id,
+        WorkOrderCommand::RemoveMaterial { material_id },
+    )
+    .await
 }
 
 /// Starts the asker's timer on order `id`.
@@ -1587,6 +1801,204 @@ pub async fn remove_time_entry_api(
     }
 }
 
+/// A material line as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MaterialJson {
+    id: Uuid,
+    work_order_id: Uuid,
+    description: String,
+    sku: String,
+    #[schema(value_type = String, example = "3")]
+    #[serde(with = "rust_decimal::serde::str")]
+    quantity: rust_decimal::Decimal,
+    #[schema(value_type = String, example = "4.50")]
+    #[serde(with = "rust_decimal::serde::str")]
+    unit_price: rust_decimal::Decimal,
+    /// `billable` or `contract`.
+    billing: String,
+    /// Quantity × unit price, rounded half-up to the cent; 0.00 when covered by the contract.
+    #[schema(value_type = String, example = "13.50")]
+    #[serde(with = "rust_decimal::serde::str")]
+    amount: rust_decimal::Decimal,
+    #[schema(value_type = String, format = Date)]
+    used_on: NaiveDate,
+    added_by: Uuid,
+    added_by_name: String,
+    /// Set once the line is on an invoice.
+    invoice_id: Option<Uuid>,
+}
+
+impl From<read::MaterialRow> for MaterialJson {
+    fn from(r: read::MaterialRow) -> Self {
+        Self {
+            id: r.id,
+            work_order_id: r.work_order_id,
+            description: r.description,
+            sku: r.sku,
+            quantity: r.quantity,
+            unit_price: r.unit_price,
+            billing: r.billing,
+            amount: r.amount,
+            used_on: r.used_on,
+            added_by: r.added_by,
+            added_by_name: r.added_by_name,
+            invoice_id: r.invoice_id,
+        }
+    }
+}
+
+/// An order's materials.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Materials {
+    items: Vec<MaterialJson>,
+}
+
+/// Record parts or consumables used on a work order. Billable lines go on the company's next
+/// invoice (the billing run's, or an ad-hoc one with `unbilled_work`), each once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/work-orders/{id}/materials",
+    tag = "work orders",
+    operation_id = "addMaterial",
+    params(("id" = Uuid, Path, description = "The work order's id"), IdempotencyKey),
+    request_body(content = MaterialBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The line recorded", body = MaterialJson),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn add_material_api(
+    State(state): State<AppState>,
+    me: Principal,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<ApiJson<MaterialBody>, ApiError>,
+) -> Response {
+    if let Err(refused) = me.require(Action::LogTime) {
+        return refused.into_response();
+    }
+    let outcome = async {
+        let id = path_id(path, "work order")?;
+        let ApiJson(body) = body?;
+        let meta = command_meta(&me, &headers)?;
+        let (done, material_id) = add_material(&state, &me, &meta, id, &body).await?;
+        state
+            .read_your_writes(VIEWS, "work_order", &done.aggregate_id, done.version)
+            .await;
+        // A retried request answers with the line its first attempt recorded.
+        let material_id = done
+            .events
+            .iter()
+            .find_map(|e| match e {
+                domain::workorder::WorkOrderEvent::MaterialAdded { material, .. } => {
+                    Some(material.material_id)
+                }
+                _ => None,
+            })
+            .unwrap_or(material_id);
+        read::materials(&state.pool, me.tenant_id, id)
+            .await?
+            .into_iter()
+            .find(|m| m.id == material_id)
+            .map(MaterialJson::from)
+            .ok_or_else(|| ApiError::NotFound(format!("material {material_id} not found")))
+    };
+    respond(StatusCode::CREATED, outcome.await)
+}
+
+/// The materials used on a work order, by day used.
+#[utoipa::path(
+    get,
+    path = "/api/v1/work-orders/{id}/materials",
+    tag = "work orders",
+    operation_id = "listMaterials",
+    params(("id" = Uuid, Path, description = "The work order's id")),
+    responses(
+        (status = 200, description = "The materials", body = Materials),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn list_materials_api(
+    State(state): State<AppState>,
+    me: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    if let Err(refused) = me.require(Action::ViewWorkOrders) {
+        return refused.into_response();
+    }
+    let outcome = async {
+        let id = path_id(path, "work order")?;
+        read_one(&state, &me, id).await?;
+        let rows = read::materials(&state.pool, me.tenant_id, id).await?;
+        Ok::<_, ApiError>(Materials {
+            items: rows.into_iter().map(MaterialJson::from).collect(),
+        })
+    };
+    respond(StatusCode::OK, outcome.await)
+}
+
+/// Remove a material line (who added it, or an owner or admin); not once it is invoiced.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/work-orders/{id}/materials/{material_id}",
+    tag = "work orders",
+    operation_id = "removeMaterial",
+    params(
+        ("id" = Uuid, Path, description = "The work order's id"),
+        ("material_id" = Uuid, Path, description = "The material line's id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn remove_material_api(
+    State(state): State<AppState>,
+    me: Principal,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = me.require(Action::LogTime) {
+        return refused.into_response();
+    }
+    let outcome = async {
+        let Path((id, material_id)) =
+            path.map_err(|_| ApiError::NotFound("no such material".into()))?;
+        let id = parse_id(&id, "work order")?;
+        let material_id = parse_id(&material_id, "material")?;
+        let meta = command_meta(&me, &headers)?;
+        let done = remove_material(&state, &me, &meta, id, material_id).await?;
+        state
+            .read_your_writes(VIEWS, "work_order", &done.aggregate_id, done.version)
+            .await;
+        Ok::<_, ApiError>(())
+    };
+    match outcome.await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
 /// What to do when stopping a timer.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -1799,11 +2211,21 @@ pub async fn revoke_link_api(
 pub struct UnbilledJson {
     company_id: Uuid,
     company_name: String,
+    /// Time entries, their minutes and amount.
     entries: i64,
     minutes: i64,
     #[schema(value_type = String, example = "475.00")]
     #[serde(with = "rust_decimal::serde::str")]
     amount: rust_decimal::Decimal,
+    /// Material lines and their amount.
+    materials: i64,
+    #[schema(value_type = String, example = "13.50")]
+    #[serde(with = "rust_decimal::serde::str")]
+    materials_amount: rust_decimal::Decimal,
+    /// Time and materials.
+    #[schema(value_type = String, example = "488.50")]
+    #[serde(with = "rust_decimal::serde::str")]
+    total: rust_decimal::Decimal,
 }
 
 /// The unbilled work of every company.
@@ -1812,7 +2234,8 @@ pub struct UnbilledList {
     items: Vec<UnbilledJson>,
 }
 
-/// Billable time not yet invoiced, per company (the billing run will invoice each entry once).
+/// Billable time and materials not yet invoiced, per company (the billing run, or an ad-hoc
+/// invoice with `unbilled_work`, invoices each once).
 #[utoipa::path(
     get,
     path = "/api/v1/unbilled-work",
@@ -1841,6 +2264,9 @@ pub async fn unbilled_api(State(state): State<AppState>, me: Principal) -> Respo
                     entries: r.entries,
                     minutes: r.minutes,
                     amount: r.amount,
+                    materials: r.materials,
+                    materials_amount: r.materials_amount,
+                    total: r.total,
                 })
                 .collect(),
         })

@@ -654,6 +654,9 @@ pub struct InvoiceBody {
     pub issue_date: Option<String>,
     /// Default: the issue date plus the company's payment terms (14 days without a contract).
     pub due_date: Option<String>,
+    /// Add the company's billable time and materials not invoiced yet, up to the issue date
+    /// (needs `issue_date`; `lines` may then be empty). Each is billed once.
+    pub unbilled_work: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -777,6 +780,7 @@ pub async fn create_invoice_api(
                 lines,
                 issue_date,
                 due_date,
+                unbilled_work: body.unbilled_work.unwrap_or(false),
             },
         )
         .await?;

@@ -257,6 +257,9 @@ pub struct NewInvoiceInput {
     /// `None`: a draft.
     pub issue_date: Option<NaiveDate>,
     pub due_date: Option<NaiveDate>,
+    /// Add the company's billable time and materials not invoiced yet, up to the issue date
+    /// (issued invoices only: work is billed when an invoice is issued).
+    pub unbilled_work: bool,
 }
 
 pub async fn create_invoice(
@@ -267,7 +270,52 @@ pub async fn create_invoice(
 ) -> Result<(Uuid, Ledger), ApiError> {
     let (company, _) = company(state, me, input.company_id).await?;
     let tax_exempt = company.billing.as_ref().is_some_and(|b| b.tax_exempt);
-    let lines = price_lines(&input.lines, tax_exempt).map_err(ApiError::Invalid)?;
+    let mut inputs = input.lines;
+    let mut sources = vec![None; inputs.len()];
+    let mut bills = Vec::new();
+    if input.unbilled_work {
+        let Some(issue_date) = input.issue_date else {
+            return Err(ApiError::Invalid(vec![ValidationError::new(
+                "issue_date",
+                "is required to bill unbilled work: work is billed when the invoice is issued",
+            )]));
+        };
+        let (ledger, _) = state
+            .store
+            .load::<Ledger>(me.tenant_id, &ledger_id(input.company_id))
+            .await?;
+        let tax_rate = company.billing.as_ref().and_then(|b| b.tax_rate);
+        let work = crate::billing::run::unbilled_work(
+            state,
+            me.tenant_id,
+            input.company_id,
+            issue_date,
+            &ledger,
+            tax_rate,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+        if work.is_empty() && inputs.is_empty() {
+            return Err(ApiError::Invalid(vec![ValidationError::new(
+                "unbilled_work",
+                format!(
+                    "{} has no billable time or materials up to {issue_date} waiting to be invoiced",
+                    company.name
+                ),
+            )]));
+        }
+        // As many as the invoice has room for, oldest first; the rest waits for the next.
+        let room = domain::billing::MAX_LINES.saturating_sub(inputs.len());
+        for item in work.into_iter().take(room) {
+            inputs.push(item.input);
+            sources.push(Some(item.source));
+            bills.push(item.bill);
+        }
+    }
+    let mut lines = price_lines(&inputs, tax_exempt).map_err(ApiError::Invalid)?;
+    for (line, source) in lines.iter_mut().zip(sources) {
+        line.source = source;
+    }
     let invoice_id = meta.new_aggregate_id();
     let ledger = match input.issue_date {
         None => {
@@ -309,7 +357,7 @@ pub async fn create_invoice(
                             issue_date,
                             due_date,
                             lines: lines.clone(),
-                            bills: Vec::new(),
+                            bills: bills.clone(),
                             note: String::new(),
                         },
                     },

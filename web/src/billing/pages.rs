@@ -1421,6 +1421,9 @@ struct InvoiceFormPage {
     due_date: String,
     issue_date_error: Option<String>,
     due_date_error: Option<String>,
+    /// Add the company's billable time and materials not invoiced yet.
+    unbilled_work: bool,
+    unbilled_error: Option<String>,
     currency: String,
 }
 
@@ -1464,6 +1467,8 @@ async fn invoice_form(
         due_date: String::new(),
         issue_date_error: None,
         due_date_error: None,
+        unbilled_work: false,
+        unbilled_error: None,
         currency: books.currency.clone(),
     };
     fill(&mut page);
@@ -1491,8 +1496,11 @@ async fn new_invoice_page(
         return bad_address_page("The address of this form cannot be read.");
     };
     let company_id = trimmed(&pairs, "company_id");
+    // From "Unbilled work": the company's waiting time and materials ticked.
+    let unbilled_work = value(&pairs, "unbilled_work") == "on";
     invoice_form(&state, &me, &cookies, StatusCode::OK, |page| {
         page.company_id = company_id;
+        page.unbilled_work = unbilled_work;
     })
     .await
 }
@@ -1509,6 +1517,8 @@ struct InvoiceAgain {
     lines_error: Option<String>,
     issue_date_error: Option<String>,
     due_date_error: Option<String>,
+    unbilled_work: bool,
+    unbilled_error: Option<String>,
 }
 
 impl InvoiceAgain {
@@ -1517,6 +1527,7 @@ impl InvoiceAgain {
             || self.lines_error.is_some()
             || self.issue_date_error.is_some()
             || self.due_date_error.is_some()
+            || self.unbilled_error.is_some()
             || self.rows.iter().any(|r| r.error.is_some())
     }
 
@@ -1537,6 +1548,8 @@ impl InvoiceAgain {
             page.lines_error = self.lines_error;
             page.issue_date_error = self.issue_date_error;
             page.due_date_error = self.due_date_error;
+            page.unbilled_work = self.unbilled_work;
+            page.unbilled_error = self.unbilled_error;
         })
         .await
     }
@@ -1560,6 +1573,7 @@ async fn create_invoice(
         company_id: trimmed(&pairs, "company_id"),
         issue_date: trimmed(&pairs, "issue_date"),
         due_date: trimmed(&pairs, "due_date"),
+        unbilled_work: value(&pairs, "unbilled_work") == "on",
         rows: (0..count)
             .map(|index| LineRow {
                 index,
@@ -1632,8 +1646,16 @@ async fn create_invoice(
             }
         }
     }
-    if form.rows.iter().all(LineRow::blank) {
-        form.lines_error = Some("An invoice needs at least one line.".to_owned());
+    if form.rows.iter().all(LineRow::blank) && !form.unbilled_work {
+        form.lines_error = Some(
+            "An invoice needs at least one line (or tick the unbilled work to add it).".to_owned(),
+        );
+    }
+    if draft && form.unbilled_work {
+        form.unbilled_error = Some(
+            "Unbilled work is billed when the invoice is issued: issue it now, or untick it to save a draft."
+                .to_owned(),
+        );
     }
     let mut errors = Vec::new();
     let issue_date = if draft {
@@ -1669,6 +1691,7 @@ async fn create_invoice(
             lines: inputs.iter().map(|(_, l)| l.clone()).collect(),
             issue_date,
             due_date,
+            unbilled_work: form.unbilled_work,
         },
     )
     .await;
@@ -1712,6 +1735,7 @@ async fn create_invoice(
                         &mut form.due_date_error,
                         sentence("The due date", &e.message),
                     ),
+                    "unbilled_work" => join(&mut form.unbilled_error, sentence("", &e.message)),
                     _ => join(&mut form.lines_error, sentence("", &e.message)),
                 }
             }

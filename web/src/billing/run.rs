@@ -9,6 +9,7 @@
 //! period once; the one that loses the race appends nothing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, Utc};
 use commands::{CommandError, EventMeta};
@@ -78,6 +79,15 @@ pub async fn run(
     companies.extend(overdue);
     companies.sort_unstable();
     companies.dedup();
+    if companies.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The tenant (catalogue, reminder days, late fee) once per run.
+    let (tenant, _) = state
+        .store
+        .load::<Tenant>(tenant_id, &tenant_id.to_string())
+        .await?;
+    let tenant = Arc::new(tenant);
     // Companies are independent (each has its own ledger; the invoice numbers are taken in
     // `execute_numbered`, which decides again when another writer took the number), so a few
     // are billed at the same time: each company costs a dozen round trips to PostgreSQL, and
@@ -91,10 +101,12 @@ pub async fn run(
             let Some((index, company_id)) = pending.next() else {
                 break;
             };
-            let (state, actor) = (state.clone(), actor.to_owned());
+            let (state, actor, tenant) = (state.clone(), actor.to_owned(), tenant.clone());
             tasks.spawn(async move {
-                let made =
-                    bill_company(&state, tenant_id, company_id, as_of, preview, &actor).await;
+                let made = bill_company(
+                    &state, tenant_id, &tenant, company_id, as_of, preview, &actor,
+                )
+                .await;
                 (index, made)
             });
         }
@@ -125,6 +137,7 @@ pub async fn run(
 pub async fn bill_company(
     state: &AppState,
     tenant_id: Uuid,
+    tenant: &Tenant,
     company_id: Uuid,
     as_of: NaiveDate,
     preview: bool,
@@ -137,11 +150,6 @@ pub async fn bill_company(
     if !company.registered || company.archived {
         return Ok(Vec::new());
     }
-    // The tenant (catalogue, reminder days, late fee) once per company.
-    let (tenant, _) = state
-        .store
-        .load::<Tenant>(tenant_id, &tenant_id.to_string())
-        .await?;
     let Some(contract) = company.contract() else {
         // No contract billed: only its overdue invoices' reminders and fees.
         let (ledger, _) = state
@@ -149,14 +157,14 @@ pub async fn bill_company(
             .load::<Ledger>(tenant_id, &ledger_id(company_id))
             .await?;
         return overdue(
-            state, tenant_id, &tenant, company_id, &ledger, as_of, preview, actor, 14,
+            state, tenant_id, tenant, company_id, &ledger, as_of, preview, actor, 14,
         )
         .await;
     };
-    let catalogue = &tenant;
+    let catalogue = tenant;
     let tax_exempt = company.billing.as_ref().is_some_and(|b| b.tax_exempt);
     let tax_rate = company.billing.as_ref().and_then(|b| b.tax_rate);
-    let (ledger, _) = state
+    let (mut ledger, _) = state
         .store
         .load::<Ledger>(tenant_id, &ledger_id(company_id))
         .await?;
@@ -166,13 +174,14 @@ pub async fn bill_company(
         .filter(|p| !ledger.billed.contains(&p.key()))
         .collect();
     let last = due.last().map(|p| p.start);
-    // Billable time goes on the invoice of the latest period due.
-    let time = projections::work_orders::unbilled_entries(&state.pool, tenant_id, company_id)
-        .await?
-        .into_iter()
-        .filter(|e| e.work_date <= as_of && !ledger.billed.contains(&format!("time/{}", e.id)))
-        .collect::<Vec<_>>();
+    // Billable time and materials go on the invoice of the latest period due.
+    let work = if due.is_empty() {
+        Vec::new()
+    } else {
+        unbilled_work(state, tenant_id, company_id, as_of, &ledger, tax_rate).await?
+    };
     let mut made = Vec::new();
+    let mut changed_elsewhere = false;
     for period in &due {
         let mut inputs = vec![LineInput {
             description: format!(
@@ -227,32 +236,12 @@ pub async fn bill_company(
             sources.push(None);
         }
         if Some(period.start) == last {
-            for entry in &time {
-                inputs.push(LineInput {
-                    description: format!(
-                        "Work order #{} {}: {} on {}, {} h {:02} min at {}/h{}",
-                        entry.work_order_number,
-                        entry.work_order_title,
-                        entry.technician_name,
-                        entry.work_date,
-                        entry.minutes / 60,
-                        entry.minutes % 60,
-                        entry.rate,
-                        if entry.after_hours {
-                            " (after hours)"
-                        } else {
-                            ""
-                        }
-                    ),
-                    quantity: Decimal::ONE,
-                    unit_price: entry.amount,
-                    tax_rate,
-                });
-                sources.push(Some(LineSource::TimeEntry {
-                    work_order_id: entry.work_order_id,
-                    entry_id: entry.id,
-                }));
-                bills.push(format!("time/{}", entry.id));
+            // As many as the invoice has room for, oldest first; the rest waits for the next.
+            let room = domain::billing::MAX_LINES.saturating_sub(inputs.len());
+            for item in work.iter().take(room) {
+                inputs.push(item.input.clone());
+                sources.push(Some(item.source.clone()));
+                bills.push(item.bill.clone());
             }
         }
         let mut lines = price_lines(&inputs, tax_exempt).map_err(|errors| {
@@ -316,6 +305,8 @@ pub async fn bill_company(
         {
             Ok(done) if !done.replayed => {
                 let number = done.state.invoices.get(&invoice_id).and_then(|i| i.number);
+                // The ledger as this command left it, for the next period and the fees.
+                ledger = done.state;
                 made.push(Billed {
                     id: invoice_id,
                     company_id,
@@ -332,20 +323,24 @@ pub async fn bill_company(
             Ok(_)
             | Err(CommandError::Domain(
                 LedgerError::AlreadyBilled(_) | LedgerError::InvoiceExists,
-            )) => {}
+            )) => {
+                changed_elsewhere = true;
+            }
             Err(error) => return Err(anyhow::anyhow!("{error}")),
         }
     }
-    // The ledger as billing left it, once, for the reminders and the fees.
-    let (ledger, _) = state
-        .store
-        .load::<Ledger>(tenant_id, &ledger_id(company_id))
-        .await?;
+    if changed_elsewhere {
+        // Another run appended meanwhile: the reminders and the fees decide on its ledger.
+        (ledger, _) = state
+            .store
+            .load::<Ledger>(tenant_id, &ledger_id(company_id))
+            .await?;
+    }
     made.extend(
         overdue(
             state,
             tenant_id,
-            &tenant,
+            tenant,
             company_id,
             &ledger,
             as_of,
@@ -356,6 +351,96 @@ pub async fn bill_company(
         .await?,
     );
     Ok(made)
+}
+
+/// One line of billable work not invoiced yet: what it bills, and its ledger key.
+#[derive(Debug, Clone)]
+pub struct WorkLine {
+    pub input: LineInput,
+    pub source: LineSource,
+    /// `time/<entry id>` or `material/<material id>`: the ledger bills each key once.
+    pub bill: String,
+}
+
+/// A company's billable time and materials up to `as_of` that its ledger has not billed:
+/// time first, then materials, each oldest first.
+pub async fn unbilled_work(
+    state: &AppState,
+    tenant_id: Uuid,
+    company_id: Uuid,
+    as_of: NaiveDate,
+    ledger: &Ledger,
+    tax_rate: Option<Decimal>,
+) -> anyhow::Result<Vec<WorkLine>> {
+    let mut work = Vec::new();
+    for entry in
+        projections::work_orders::unbilled_entries(&state.pool, tenant_id, company_id).await?
+    {
+        let bill = format!("time/{}", entry.id);
+        if entry.work_date > as_of || ledger.billed.contains(&bill) {
+            continue;
+        }
+        work.push(WorkLine {
+            input: LineInput {
+                description: format!(
+                    "Work order #{} {}: {} on {}, {} h {:02} min at {}/h{}",
+                    entry.work_order_number,
+                    entry.work_order_title,
+                    entry.technician_name,
+                    entry.work_date,
+                    entry.minutes / 60,
+                    entry.minutes % 60,
+                    entry.rate,
+                    if entry.after_hours {
+                        " (after hours)"
+                    } else {
+                        ""
+                    }
+                ),
+                quantity: Decimal::ONE,
+                unit_price: entry.amount,
+                tax_rate,
+            },
+            source: LineSource::TimeEntry {
+                work_order_id: entry.work_order_id,
+                entry_id: entry.id,
+            },
+            bill,
+        });
+    }
+    for material in
+        projections::work_orders::unbilled_materials(&state.pool, tenant_id, company_id).await?
+    {
+        let bill = format!("material/{}", material.id);
+        if material.used_on > as_of || ledger.billed.contains(&bill) {
+            continue;
+        }
+        work.push(WorkLine {
+            input: LineInput {
+                description: format!(
+                    "Work order #{} {}: {}{} on {}",
+                    material.work_order_number,
+                    material.work_order_title,
+                    material.description,
+                    if material.sku.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", material.sku)
+                    },
+                    material.used_on
+                ),
+                quantity: material.quantity,
+                unit_price: material.unit_price,
+                tax_rate,
+            },
+            source: LineSource::Material {
+                work_order_id: material.work_order_id,
+                material_id: material.id,
+            },
+            bill,
+        });
+    }
+    Ok(work)
 }
 
 /// The company's overdue invoices: reminders (not when previewing), then late fees.
