@@ -38,11 +38,11 @@ pub enum Action {
     OwnAccount,
     /// The tenant's name, currency and time zone.
     TenantSettings,
-    /// See work orders, their timelines, time entries and the unbilled work.
+    /// See work orders, their timelines, time entries, materials and the unbilled work.
     ViewWorkOrders,
     /// Raise and change work orders: assign, move, comment, attach, issue status links.
     EditWorkOrders,
-    /// Start and stop timers and log time on work orders.
+    /// Start and stop timers, log time and record materials on work orders.
     LogTime,
     /// Ask for work: raise a work order for one's own company (portal people).
     RequestWork,
@@ -110,11 +110,15 @@ impl Action {
                 "Own password and sessions, sign out; see the organisation's settings"
             }
             Action::TenantSettings => "Change the organisation's name, currency, time zone",
-            Action::ViewWorkOrders => "See work orders, their timelines, time and unbilled work",
+            Action::ViewWorkOrders => {
+                "See work orders, their timelines, time, materials and unbilled work"
+            }
             Action::EditWorkOrders => {
                 "Raise and change work orders: assign, move, comment, attach, status links"
             }
-            Action::LogTime => "Start and stop timers, log time on work orders",
+            Action::LogTime => {
+                "Start and stop timers, log time and record materials on work orders"
+            }
             Action::RequestWork => "Raise a work order for one's own company (portal)",
             Action::ServiceSettings => {
                 "Business hours, SLA policies, work types and rates, labour costs"

@@ -688,6 +688,28 @@ pub async fn entries_for(
         .collect())
 }
 
+/// A day of work done (`None` or empty: today), in the organisation's time zone: never after
+/// today, at most ten years back. A bad one is reported and today used meanwhile.
+fn past_day(
+    errors: &mut Vec<ValidationError>,
+    field: &'static str,
+    text: Option<&str>,
+    today: NaiveDate,
+) -> NaiveDate {
+    let text = text.map(str::trim).unwrap_or_default();
+    if text.is_empty() {
+        return today;
+    }
+    let refused = match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(date) if date > today => "must not be after today (in the organisation's time zone)",
+        Ok(date) if date < today - chrono::Duration::days(3660) => "is more than ten years ago",
+        Ok(date) => return date,
+        Err(_) => "must be a date written YYYY-MM-DD",
+    };
+    errors.push(ValidationError::new(field, refused));
+    today
+}
+
 /// Logs time by hand.
 pub async fn log_time(
     state: &AppState,
@@ -711,33 +733,7 @@ pub async fn log_time(
         }
     };
     let today = local_date(&tenant, Utc::now());
-    let work_date = match body.work_date.as_deref().map(str::trim) {
-        None | Some("") => today,
-        Some(text) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            Ok(date) if date > today => {
-                errors.push(ValidationError::new(
-                    "work_date",
-                    "must not be after today (in the organisation's time zone)",
-                ));
-                today
-            }
-            Ok(date) if date < today - chrono::Duration::days(3660) => {
-                errors.push(ValidationError::new(
-                    "work_date",
-                    "is more than ten years ago",
-                ));
-                today
-            }
-            Ok(date) => date,
-            Err(_) => {
-                errors.push(ValidationError::new(
-                    "work_date",
-                    "must be a date written YYYY-MM-DD",
-                ));
-                today
-            }
-        },
-    };
+    let work_date = past_day(&mut errors, "work_date", body.work_date.as_deref(), today);
     let note = domain::workorder::parse_note(body.note.as_deref().unwrap_or(""))
         .map_err(|e| errors.push(e))
         .unwrap_or_default();
@@ -869,33 +865,7 @@ pub async fn add_material(
             .ok(),
     };
     let today = local_date(&tenant, Utc::now());
-    let used_on = match body.used_on.as_deref().map(str::trim) {
-        None | Some("") => today,
-        Some(text) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            Ok(date) if date > today => {
-                errors.push(ValidationError::new(
-                    "used_on",
-                    "must not be after today (in the organisation's time zone)",
-                ));
-                today
-            }
-            Ok(date) if date < today - chrono::Duration::days(3660) => {
-                errors.push(ValidationError::new(
-                    "used_on",
-                    "is more than ten years ago",
-                ));
-                today
-            }
-            Ok(date) => date,
-            Err(_) => {
-                errors.push(ValidationError::new(
-                    "used_on",
-                    "must be a date written YYYY-MM-DD",
-                ));
-                today
-            }
-        },
-    };
+    let used_on = past_day(&mut errors, "used_on", body.used_on.as_deref(), today);
     let material_id = Uuid::new_v5(&meta.command_id, b"material");
     let material = domain::workorder::Material::new(
         material_id,
