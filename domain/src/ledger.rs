@@ -89,6 +89,15 @@ pub struct Invoice {
     /// Credited by credit notes.
     #[serde(with = "rust_decimal::serde::str")]
     pub credited: Decimal,
+    /// What it billed (`NewInvoice::bills`), less the work a void returned.
+    #[serde(default)]
+    pub bills: Vec<String>,
+}
+
+/// Whether a bill key is work of a work order (time or materials), which a void may return
+/// to the unbilled work; contract periods, subscriptions and fees stay billed.
+pub fn is_work(bill: &str) -> bool {
+    bill.starts_with("time/") || bill.starts_with("material/")
 }
 
 impl Invoice {
@@ -196,6 +205,9 @@ pub enum LedgerCommand {
         invoice_id: Uuid,
         on: NaiveDate,
         reason: String,
+        /// Return the invoice's time and materials to the unbilled work (billed again by the
+        /// next invoice that takes unbilled work).
+        release_work: bool,
     },
     IssueCreditNote {
         credit_note_id: Uuid,
@@ -267,6 +279,9 @@ pub enum LedgerEvent {
         invoice_id: Uuid,
         on: NaiveDate,
         reason: String,
+        /// The bills (`time/<id>`, `material/<id>`) returned to the unbilled work.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        released: Vec<String>,
     },
     CreditNoteIssued {
         credit_note_id: Uuid,
@@ -586,6 +601,7 @@ impl Ledger {
                 invoice_id,
                 on,
                 reason,
+                release_work,
             } => {
                 let invoice = self.invoice(invoice_id)?;
                 if invoice.void {
@@ -594,10 +610,21 @@ impl Ledger {
                 if invoice.paid > Decimal::ZERO {
                     return Err(LedgerError::HasPayments);
                 }
+                let released = if release_work {
+                    invoice
+                        .bills
+                        .iter()
+                        .filter(|b| is_work(b))
+                        .cloned()
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 Ok(vec![E::InvoiceVoided {
                     invoice_id,
                     on,
                     reason,
+                    released,
                 }])
             }
             C::IssueCreditNote {
@@ -846,11 +873,20 @@ impl Aggregate for Ledger {
                     invoice.lines = lines;
                 }
                 invoice.total = total;
+                invoice.bills = bills.clone();
                 self.billed.extend(bills);
             }
-            E::InvoiceVoided { invoice_id, .. } => {
+            E::InvoiceVoided {
+                invoice_id,
+                released,
+                ..
+            } => {
                 if let Some(i) = self.invoices.get_mut(&invoice_id) {
                     i.void = true;
+                    i.bills.retain(|b| !released.contains(b));
+                }
+                for bill in &released {
+                    self.billed.remove(bill);
                 }
             }
             E::CreditNoteIssued {
@@ -1069,6 +1105,80 @@ mod tests {
     }
 
     #[test]
+    fn a_void_returns_its_work_to_the_unbilled_work_and_keeps_the_period_billed() {
+        for release_work in [true, false] {
+            let mut l = Ledger::default();
+            let id = Uuid::from_u128(5);
+            let lines = price_lines(
+                &[LineInput {
+                    description: "Contract and work".into(),
+                    quantity: dec("1"),
+                    unit_price: dec("100.00"),
+                    tax_rate: None,
+                }],
+                false,
+            )
+            .unwrap();
+            let bills: Vec<String> = vec![
+                "contract/2026-01-01".into(),
+                "time/11".into(),
+                "material/12".into(),
+            ];
+            run(
+                &mut l,
+                LedgerCommand::IssueInvoice {
+                    company_id: COMPANY,
+                    invoice: NewInvoice {
+                        invoice_id: id,
+                        number: 1,
+                        issue_date: d("2026-01-01"),
+                        due_date: d("2026-01-15"),
+                        lines,
+                        bills: bills.clone(),
+                        note: String::new(),
+                    },
+                },
+            )
+            .unwrap();
+            let voided = run(
+                &mut l,
+                LedgerCommand::VoidInvoice {
+                    invoice_id: id,
+                    on: d("2026-01-02"),
+                    reason: "wrong work".into(),
+                    release_work,
+                },
+            )
+            .unwrap();
+            let released: Vec<String> = if release_work {
+                vec!["time/11".into(), "material/12".into()]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(
+                voided,
+                vec![LedgerEvent::InvoiceVoided {
+                    invoice_id: id,
+                    on: d("2026-01-02"),
+                    reason: "wrong work".into(),
+                    released: released.clone(),
+                }]
+            );
+            // The period stays billed either way; the work only when it was kept.
+            assert!(l.billed.contains("contract/2026-01-01"));
+            for bill in ["time/11", "material/12"] {
+                assert_eq!(l.billed.contains(bill), !release_work, "{bill}");
+            }
+            assert_eq!(l.balance(), dec("0.00"));
+        }
+        // An old event without `released` reads as returning nothing.
+        let old: LedgerEvent = serde_json::from_value(serde_json::json!({"InvoiceVoided": {
+            "invoice_id": Uuid::from_u128(5), "on": "2026-01-02", "reason": ""}}))
+        .unwrap();
+        assert!(matches!(old, LedgerEvent::InvoiceVoided { released, .. } if released.is_empty()));
+    }
+
+    #[test]
     fn a_bounced_check_comes_off_its_invoices_and_refunds_only_credit() {
         let mut l = Ledger::default();
         let a = issue(&mut l, 1, "500.00", "2026-01-01", "2026-01-15");
@@ -1276,7 +1386,7 @@ mod tests {
                             None => continue,
                         },
                         Step::Void { invoice } => match pick(&invoices, invoice) {
-                            Some(invoice_id) => LedgerCommand::VoidInvoice { invoice_id, on: today, reason: String::new() },
+                            Some(invoice_id) => LedgerCommand::VoidInvoice { invoice_id, on: today, reason: String::new(), release_work: true },
                             None => continue,
                         },
                         Step::ApplyCredit => LedgerCommand::ApplyCredit { on: today },

@@ -285,11 +285,19 @@ fn ledger_event_summary(event: &LedgerEvent) -> String {
             ..
         } => format!("Invoice {number} issued: {total} due {due_date}"),
         LedgerEvent::InvoiceVoided {
-            invoice_id, reason, ..
+            invoice_id,
+            reason,
+            released,
+            ..
         } => format!(
-            "{} voided{}",
+            "{} voided{}{}",
             capitalized(&invoice(invoice_id)),
-            why(reason)
+            why(reason),
+            match released.len() {
+                0 => String::new(),
+                1 => " (1 line of work back to unbilled)".to_owned(),
+                n => format!(" ({n} lines of work back to unbilled)"),
+            }
         ),
         LedgerEvent::CreditNoteIssued {
             number,
@@ -1025,8 +1033,18 @@ mod tests {
                 invoice_id,
                 on: day("2026-12-10"),
                 reason: "sent twice".into(),
+                released: Vec::new(),
             }),
             "Invoice 1a2b3c4d voided: sent twice"
+        );
+        assert_eq!(
+            s(LedgerEvent::InvoiceVoided {
+                invoice_id,
+                on: day("2026-12-10"),
+                reason: "sent twice".into(),
+                released: vec!["time/1".into(), "material/2".into()],
+            }),
+            "Invoice 1a2b3c4d voided: sent twice (2 lines of work back to unbilled)"
         );
         assert_eq!(
             s(LedgerEvent::CreditNoteIssued {

@@ -465,8 +465,9 @@ struct Fold {
     deleted_entries: Vec<Key>,
     timers: HashMap<(Uuid, Uuid, Uuid), TimerChange>,
     links: HashMap<Key, LinkChange>,
-    /// Entries stored before the batch that an invoice of the batch bills: the invoice.
-    billed: HashMap<Key, Uuid>,
+    /// Entries stored before the batch that an invoice of the batch bills (the invoice), or
+    /// a void returns (`None`).
+    billed: HashMap<Key, Option<Uuid>>,
 }
 
 impl Fold {
@@ -481,12 +482,12 @@ impl Fold {
         timer.started_at = None;
     }
 
-    /// An issued invoice bills a time entry: in its row when the batch logged it (and did
-    /// not remove it again), else in the stored row.
-    fn bill(&mut self, tenant_id: Uuid, entry_id: Uuid, invoice_id: Uuid) {
+    /// An issued invoice bills a time entry (or a void returns it, `None`): in its row when
+    /// the batch logged it (and did not remove it again), else in the stored row.
+    fn bill(&mut self, tenant_id: Uuid, entry_id: Uuid, invoice_id: Option<Uuid>) {
         let key = (tenant_id, entry_id);
         match self.entries.get_mut(&key) {
-            Some(Some(row)) => row.invoice_id = Some(invoice_id),
+            Some(Some(row)) => row.invoice_id = invoice_id,
             Some(None) => {}
             None => {
                 self.billed.insert(key, invoice_id);
@@ -750,14 +751,14 @@ fn entry_row(
     }
 }
 
-/// What an issued invoice bills of the orders' work: its id, its time entries and its
-/// materials.
-type BilledWork = (Uuid, Vec<Uuid>, Vec<Uuid>);
+/// Time entries and materials an invoice bills (its id) or a void returns (`None`).
+type BilledWork = (Option<Uuid>, Vec<Uuid>, Vec<Uuid>);
 
 /// The time entries and the materials an issued invoice bills (`time/<entry id>` and
-/// `material/<material id>` among its `bills`); nothing for any other ledger event.
+/// `material/<material id>` among its `bills`), or a void returns to the unbilled work (its
+/// `released`); nothing for any other ledger event.
 fn billed_entries(event: &StoredEvent) -> Result<Option<BilledWork>, String> {
-    if event.event_type != "InvoiceIssued" {
+    if event.event_type != "InvoiceIssued" && event.event_type != "InvoiceVoided" {
         return Ok(None);
     }
     let payload: LedgerEvent = if event.event_version == "1" {
@@ -769,11 +770,12 @@ fn billed_entries(event: &StoredEvent) -> Result<Option<BilledWork>, String> {
             &domain::ledger::Ledger::upcasters(),
         ))?
     };
-    let LedgerEvent::InvoiceIssued {
-        invoice_id, bills, ..
-    } = payload
-    else {
-        return Ok(None);
+    let (invoice, bills) = match payload {
+        LedgerEvent::InvoiceIssued {
+            invoice_id, bills, ..
+        } => (Some(invoice_id), bills),
+        LedgerEvent::InvoiceVoided { released, .. } => (None, released),
+        _ => return Ok(None),
     };
     let ids = |prefix: &str| -> Vec<Uuid> {
         bills
@@ -783,14 +785,15 @@ fn billed_entries(event: &StoredEvent) -> Result<Option<BilledWork>, String> {
             .collect()
     };
     let (entries, materials) = (ids("time/"), ids("material/"));
-    Ok((!entries.is_empty() || !materials.is_empty()).then_some((invoice_id, entries, materials)))
+    Ok((!entries.is_empty() || !materials.is_empty()).then_some((invoice, entries, materials)))
 }
 
 /// A change to the materials table, applied in the batch's order after the fold.
 enum MaterialChange {
     Added(Box<MaterialRow>),
     Removed(Key),
-    Billed(Key, Uuid),
+    /// Billed by an invoice, or (`None`) returned to the unbilled work by its void.
+    Billed(Key, Option<Uuid>),
 }
 
 impl MaterialChange {
@@ -848,8 +851,9 @@ impl MaterialChange {
 #[allow(clippy::large_enum_variant)]
 enum Item {
     Order(Key, WorkOrderEvent),
-    /// An issued invoice (of the tenant) that bills these time entries and materials.
-    Billed(Uuid, Uuid, Vec<Uuid>, Vec<Uuid>),
+    /// An issued invoice (of the tenant) that bills these time entries and materials, or
+    /// (`None`) a void that returns them to the unbilled work.
+    Billed(Uuid, Option<Uuid>, Vec<Uuid>, Vec<Uuid>),
 }
 
 /// `(tenant_id, id)` pairs as two arrays, for `unnest($1::uuid[], $2::uuid[])`.
@@ -1151,9 +1155,9 @@ impl Fold {
         // key find the rows (a bare join with `unnest` may be planned as a hash join over the
         // whole table); an entry that is gone updates nothing.
         if !self.billed.is_empty() {
-            let mut billed: Vec<(Key, Uuid)> = self.billed.into_iter().collect();
+            let mut billed: Vec<(Key, Option<Uuid>)> = self.billed.into_iter().collect();
             billed.sort_unstable();
-            let (keys, invoices): (Vec<Key>, Vec<Uuid>) = billed.into_iter().unzip();
+            let (keys, invoices): (Vec<Key>, Vec<Option<Uuid>>) = billed.into_iter().unzip();
             let (tenants, ids) = key_arrays(keys);
             sqlx::query(&format!(
                 "UPDATE {entries} e SET invoice_id = k.invoice_id

@@ -506,6 +506,7 @@ fn book(customer: &Customer, events: &[(i64, LedgerEvent)]) -> anyhow::Result<Ve
                 invoice_id,
                 on,
                 reason,
+                ..
             } => {
                 let invoice = invoices
                     .get_mut(&invoice_id)
@@ -1047,6 +1048,7 @@ mod tests {
                 invoice_id: id(2),
                 on: d("2026-01-10"),
                 reason: "wrong customer".into(),
+                released: Vec::new(),
             },
             E::PaymentReceived {
                 payment_id: id(100),

@@ -1009,6 +1009,8 @@ async fn people_change_their_own_name_and_a_bad_one_is_explained() {
         page.text.contains("Olivia Owner"),
         "the navigation shows the new name at once"
     );
+    // The rename waits for the `users` read model only; the activity trail follows.
+    app.settle().await;
     let activity = app.request(Method::GET, "/activity", None).await;
     assert!(activity.text.contains("Renamed to Olivia Owner"));
 }

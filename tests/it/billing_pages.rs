@@ -1483,9 +1483,27 @@ async fn the_invoice_form_bills_a_company_s_unbilled_work_once() {
     let invoice = location(&reply);
     assert_eq!(flash(&reply), "Invoice 1 issued.");
     let page = get(&app, &app.owner, &invoice).await;
-    for shown in ["Cat6 patch cable on", "54.00 USD"] {
+    for shown in [
+        "Cat6 patch cable on",
+        "54.00 USD",
+        "Return its 1 line of time and materials to the unbilled work",
+    ] {
         assert!(page.text.contains(shown), "{shown}\n{}", page.text);
     }
+    // Voided with the box unticked: the work stays billed.
+    let reply = form(
+        &app,
+        &app.owner,
+        &format!("{invoice}/void"),
+        "work_shown=1&reason=Sent+twice",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    assert!(ledger(&app, acme)
+        .await
+        .billed
+        .iter()
+        .any(|b| b.starts_with("material/")));
     // Nothing is left: the same form now says so, and makes nothing.
     let before = events(&app).await;
     let reply = form(

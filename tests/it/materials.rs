@@ -497,6 +497,60 @@ async fn an_ad_hoc_invoice_bills_a_company_s_unbilled_work_once() {
         .contains("Contoso has no billable time or materials"));
     assert_eq!(events(&app).await, before);
 
+    // Voided, the work goes back to the unbilled work: it can be removed or billed again.
+    let reply = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/invoices/{}/void", invoice["id"].as_str().unwrap()),
+            Some(&json!({"reason": "wrong customer"}).to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    app.settle().await;
+    let unbilled = app
+        .request(Method::GET, "/api/v1/unbilled-work", None)
+        .await;
+    let row = &unbilled.json()["items"][0];
+    assert_eq!(
+        (row["entries"].as_i64(), row["materials"].as_i64()),
+        (Some(1), Some(2))
+    );
+    let again = app
+        .request(
+            Method::POST,
+            "/api/v1/invoices",
+            Some(
+                &json!({"company_id": acme, "unbilled_work": true,
+                        "issue_date": invoiced.to_string()})
+                .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    assert_eq!(again.json()["total"], invoice["total"]);
+    assert_eq!(again.json()["number"], 2);
+    // Voided keeping its work billed (`release_work: false`), nothing comes back.
+    let reply = app
+        .request(
+            Method::POST,
+            &format!(
+                "/api/v1/invoices/{}/void",
+                again.json()["id"].as_str().unwrap()
+            ),
+            Some(&json!({"release_work": false}).to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/work-orders/{id}/time-entries/{entry}"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    assert!(reply.text.contains("billed on invoice 2"), "{}", reply.text);
+
     // The drum, used today, is what is left; a typed line goes with it.
     let today = today.to_string();
     let reply = app
@@ -512,7 +566,7 @@ async fn an_ad_hoc_invoice_bills_a_company_s_unbilled_work_once() {
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     assert_eq!(reply.json()["total"], "115.00");
-    assert_eq!(reply.json()["number"], 2);
+    assert_eq!(reply.json()["number"], 3);
 }
 
 /// Today in the tenant's zone, as the service sees it.

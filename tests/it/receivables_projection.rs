@@ -752,6 +752,7 @@ async fn receivables_projection_follows_invoices_and_payments() {
                 invoice_id: id,
                 on: day("2026-03-03"),
                 reason: "mistake".into(),
+                release_work: true,
             },
         )
         .await;

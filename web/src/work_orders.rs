@@ -917,23 +917,12 @@ async fn refuse_billed(
     if !ledger.billed.contains(bill) {
         return Ok(());
     }
-    let id = bill.split_once('/').map(|(_, id)| id).unwrap_or_default();
-    let number = ledger.invoices.values().find_map(|invoice| {
-        invoice
-            .lines
-            .iter()
-            .any(|line| match &line.source {
-                Some(domain::billing::LineSource::TimeEntry { entry_id, .. }) => {
-                    entry_id.to_string() == id
-                }
-                Some(domain::billing::LineSource::Material { material_id, .. }) => {
-                    material_id.to_string() == id
-                }
-                _ => false,
-            })
-            .then_some(invoice.number)
-            .flatten()
-    });
+    // The invoice that bills it now (a void that kept its work still bills it).
+    let number = ledger
+        .invoices
+        .values()
+        .find(|invoice| invoice.bills.iter().any(|b| b == bill))
+        .and_then(|invoice| invoice.number);
     Err(ApiError::Rejected {
         status: StatusCode::CONFLICT,
         detail: match number {

@@ -868,6 +868,9 @@ pub struct VoidBody {
     pub reason: Option<String>,
     /// Default: today in the organisation's time zone.
     pub on: Option<String>,
+    /// Return the invoice's time and materials to the unbilled work, to be billed again
+    /// (default true); contract periods, subscriptions and fees stay billed.
+    pub release_work: Option<bool>,
 }
 
 /// Void an invoice that has no payments on it (a correction; nothing is deleted).
@@ -919,6 +922,7 @@ pub async fn void_invoice(
                 invoice_id,
                 on,
                 reason: body.reason.unwrap_or_default().trim().to_owned(),
+                release_work: body.release_work.unwrap_or(true),
             },
         )
         .await?;

@@ -944,6 +944,8 @@ struct InvoicePage {
     may_manage: bool,
     can_issue: bool,
     can_void: bool,
+    /// Lines of work-order time and materials (a void may return them to unbilled work).
+    work_lines: usize,
     can_credit: bool,
     can_pay: bool,
     terms_days: i64,
@@ -1036,6 +1038,18 @@ async fn render_invoice(
         may_manage,
         can_issue: may_manage && row.status == "draft",
         can_void: may_manage && row.status != "void" && row.paid <= Decimal::ZERO,
+        work_lines: lines
+            .iter()
+            .filter(|l| {
+                matches!(
+                    l.source,
+                    Some(
+                        domain::billing::LineSource::TimeEntry { .. }
+                            | domain::billing::LineSource::Material { .. }
+                    )
+                )
+            })
+            .count(),
         can_credit: may_manage && open,
         can_pay: may_manage && open,
         terms_days: company
@@ -1254,6 +1268,9 @@ async fn void_invoice(
                 invoice_id: row.id,
                 on: books.today,
                 reason: reason.clone(),
+                // An unticked box sends nothing: `work_shown` says the form offered it.
+                release_work: value(&pairs, "work_shown") != "1"
+                    || value(&pairs, "release_work") == "on",
             },
         )
         .await
