@@ -13,6 +13,7 @@ pub mod contracts;
 pub mod credentials;
 pub mod event;
 pub mod history;
+mod keyed;
 pub mod notifications;
 pub mod projection;
 pub mod rebuild;

@@ -39,6 +39,7 @@ use sqlx::query::Query;
 use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use crate::keyed::{load_keyed, Key};
 use crate::{ApplyError, Projection, StoredEvent, Tables};
 
 pub struct ReceivablesProjection;
@@ -375,7 +376,6 @@ column_arrays! {
     }
 }
 
-type Key = (Uuid, Uuid);
 type AllocationKey = (Uuid, Uuid, Uuid);
 
 /// A batch folded in memory.
@@ -712,38 +712,6 @@ impl Fold {
     }
 }
 
-/// `(tenant_id, id)` pairs as two arrays, for `unnest($1::uuid[], $2::uuid[])`.
-fn key_arrays(keys: impl IntoIterator<Item = Key>) -> (Vec<Uuid>, Vec<Uuid>) {
-    keys.into_iter().unzip()
-}
-
-/// Rows of `table` whose `(tenant_id, column)` is among `keys`: one primary-key probe per key
-/// (`OFFSET 0` keeps PostgreSQL from planning the lateral subquery as a hash join over the
-/// whole table, which a rebuild's shadow tables, without statistics, invite).
-async fn load<T>(
-    conn: &mut PgConnection,
-    table: &str,
-    column: &str,
-    keys: Vec<Key>,
-) -> Result<Vec<T>, sqlx::Error>
-where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (tenants, ids) = key_arrays(keys);
-    sqlx::query_as(&format!(
-        "SELECT t.* FROM unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id),
-                LATERAL (SELECT * FROM {table} t
-                          WHERE t.tenant_id = k.tenant_id AND t.{column} = k.id OFFSET 0) t"
-    ))
-    .bind(tenants)
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await
-}
-
 fn sorted(mut keys: Vec<Key>) -> Vec<Key> {
     keys.sort_unstable();
     keys.dedup();
@@ -836,7 +804,7 @@ impl Projection for ReceivablesProjection {
         let mut fold = Fold::default();
         let load_payments = sorted(load_payments);
         let loaded: Vec<Payment> =
-            load(&mut *conn, tables.get(1), "id", load_payments.clone()).await?;
+            load_keyed(&mut *conn, tables.get(1), "*", "id", load_payments.clone()).await?;
         for payment in loaded {
             let key = (payment.tenant_id, payment.id);
             fold.stored_payments.insert(key);
@@ -844,7 +812,7 @@ impl Projection for ReceivablesProjection {
             fold.payments.insert(key, payment);
         }
         let loaded: Vec<Allocation> =
-            load(&mut *conn, tables.get(2), "payment_id", load_payments).await?;
+            load_keyed(&mut *conn, tables.get(2), "*", "payment_id", load_payments).await?;
         // A reversal takes every allocation of its payment off its invoice: those invoices
         // are read too.
         let reversed: HashSet<Key> = reversed.into_iter().collect();
@@ -861,7 +829,7 @@ impl Projection for ReceivablesProjection {
                 .insert(allocation.invoice_id, allocation);
         }
         let loaded: Vec<Invoice> =
-            load(&mut *conn, tables.get(0), "id", sorted(load_invoices)).await?;
+            load_keyed(&mut *conn, tables.get(0), "*", "id", sorted(load_invoices)).await?;
         for invoice in loaded {
             let key = (invoice.tenant_id, invoice.id);
             fold.stored_invoices.insert(key);

@@ -44,6 +44,7 @@ use sqlx::query::Query;
 use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use crate::keyed::{key_arrays, load_keyed, Key};
 use crate::{ApplyError, Projection, StoredEvent, Tables};
 
 pub struct WorkOrdersProjection;
@@ -339,8 +340,6 @@ struct LinkChange {
     /// Issued in this batch (inserted), else changed (updated).
     issued: bool,
 }
-
-type Key = (Uuid, Uuid);
 
 impl Order {
     /// The row of an order opened by `event` (`None` for any other event).
@@ -856,39 +855,6 @@ enum Item {
     Billed(Uuid, Option<Uuid>, Vec<Uuid>, Vec<Uuid>),
 }
 
-/// `(tenant_id, id)` pairs as two arrays, for `unnest($1::uuid[], $2::uuid[])`.
-fn key_arrays(keys: impl IntoIterator<Item = Key>) -> (Vec<Uuid>, Vec<Uuid>) {
-    keys.into_iter().unzip()
-}
-
-/// Rows of `table` whose `(tenant_id, id)` is among `keys`, with `columns`.
-async fn load<T>(
-    conn: &mut PgConnection,
-    table: &str,
-    columns: &str,
-    keys: Vec<Key>,
-) -> Result<Vec<T>, sqlx::Error>
-where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (tenants, ids) = key_arrays(keys);
-    // One primary-key probe per key: `OFFSET 0` keeps PostgreSQL from turning the lateral
-    // subquery into a join, which it would run as a hash join over a sequential scan of the
-    // whole table (a rebuild's shadow tables have no statistics), once per batch.
-    sqlx::query_as(&format!(
-        "SELECT t.* FROM unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id),
-                LATERAL (SELECT {columns} FROM {table} t
-                          WHERE t.tenant_id = k.tenant_id AND t.id = k.id OFFSET 0) t"
-    ))
-    .bind(tenants)
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await
-}
-
 /// `INSERT INTO table (columns) SELECT ... FROM unnest(...)`.
 fn insert_sql(table: &str, columns: &[&str], select: &[String], unnest: &str) -> String {
     format!(
@@ -1006,16 +972,18 @@ impl Projection for WorkOrdersProjection {
             .map(|column| format!("t.{column}"))
             .collect();
         let order_columns = order_columns.join(", ");
-        let loaded: Vec<Order> = load(&mut *conn, orders, &order_columns, load_orders).await?;
+        let loaded: Vec<Order> =
+            load_keyed(&mut *conn, orders, &order_columns, "id", load_orders).await?;
         for order in loaded {
             let key = (order.tenant_id, order.id);
             fold.stored_orders.insert(key);
             fold.orders.insert(key, order);
         }
-        let stored: Vec<StoredEntry> = load(
+        let stored: Vec<StoredEntry> = load_keyed(
             &mut *conn,
             entries,
             "t.tenant_id, t.id, t.work_order_id, t.billing, t.minutes, t.amount",
+            "id",
             load_entries,
         )
         .await?;
@@ -1023,7 +991,7 @@ impl Projection for WorkOrdersProjection {
             .into_iter()
             .map(|e| ((e.tenant_id, e.id), e))
             .collect();
-        let stored: Vec<LinkRow> = load(&mut *conn, links, "t.*", load_links).await?;
+        let stored: Vec<LinkRow> = load_keyed(&mut *conn, links, "t.*", "id", load_links).await?;
         for row in stored {
             let key = (row.tenant_id, row.id);
             fold.links.insert(key, LinkChange { row, issued: false });
@@ -1483,6 +1451,8 @@ pub struct MaterialRow {
     pub work_order_number: i64,
     pub work_order_title: String,
     pub invoice_id: Option<Uuid>,
+    /// That invoice's number (`None` while the receivables read model lags).
+    pub invoice_number: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -1512,6 +1482,7 @@ impl MaterialRow {
             work_order_number: 0,
             work_order_title: String::new(),
             invoice_id: None,
+            invoice_number: None,
             created_at: event.recorded_at,
         }
     }
@@ -1527,10 +1498,12 @@ impl MaterialRow {
 fn select_materials() -> String {
     format!(
         "SELECT m.*, coalesce({PERSON_NAME}, '') AS added_by_name,
-                w.number AS work_order_number, w.title AS work_order_title
+                w.number AS work_order_number, w.title AS work_order_title,
+                i.number AS invoice_number
            FROM work_order_materials m
            JOIN work_orders w ON w.tenant_id = m.tenant_id AND w.id = m.work_order_id
-           LEFT JOIN users u ON u.id = m.added_by AND u.tenant_id = m.tenant_id"
+           LEFT JOIN users u ON u.id = m.added_by AND u.tenant_id = m.tenant_id
+           LEFT JOIN invoices i ON i.tenant_id = m.tenant_id AND i.id = m.invoice_id"
     )
 }
 
@@ -1552,31 +1525,22 @@ pub async fn materials<'e>(
     .map(|rows: Vec<MaterialRow>| rows.into_iter().map(MaterialRow::normalized).collect())
 }
 
-/// The number of the issued invoice that billed a material line, if one did.
-pub async fn material_invoice_number<'e>(
+/// The companies of a tenant with billable time or materials not invoiced yet (through the
+/// tables' `unbilled` partial indexes): a billing run looks for work at those only.
+pub async fn companies_with_unbilled_work<'e>(
     db: impl PgExecutor<'e>,
     tenant_id: Uuid,
-    material_id: Uuid,
-) -> Result<Option<i64>, sqlx::Error> {
-    invoice_number(db, "work_order_materials", tenant_id, material_id).await
-}
-
-async fn invoice_number<'e>(
-    db: impl PgExecutor<'e>,
-    table: &str,
-    tenant_id: Uuid,
-    id: Uuid,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(&format!(
-        "SELECT i.number FROM {table} w
-           JOIN invoices i ON i.tenant_id = w.tenant_id AND i.id = w.invoice_id
-          WHERE w.tenant_id = $1 AND w.id = $2"
-    ))
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT company_id FROM work_order_time_entries
+          WHERE tenant_id = $1 AND billing = 'billable' AND invoice_id IS NULL
+         UNION
+         SELECT company_id FROM work_order_materials
+          WHERE tenant_id = $1 AND billing = 'billable' AND invoice_id IS NULL",
+    )
     .bind(tenant_id)
-    .bind(id)
-    .fetch_optional(db)
+    .fetch_all(db)
     .await
-    .map(Option::flatten)
 }
 
 /// A company's billable materials not invoiced yet, oldest first.

@@ -1554,19 +1554,17 @@ async fn render_order(
         let staff = workers(state, me.tenant_id).await?;
         let entries = read::time_entries(&state.pool, me.tenant_id, id).await?;
         let materials = read::materials(&state.pool, me.tenant_id, id).await?;
-        // Few lines of an order are invoiced: their invoices' numbers one by one.
-        let mut materials_shown = Vec::with_capacity(materials.len());
-        for m in &materials {
-            let invoice = match m.invoice_id {
-                Some(_) => {
-                    let number =
-                        read::material_invoice_number(&state.pool, me.tenant_id, m.id).await?;
-                    number.map_or_else(|| "invoiced".to_owned(), |n| format!("invoice {n}"))
-                }
-                None => String::new(),
-            };
-            materials_shown.push(material_view(m, &local, invoice));
-        }
+        let materials_shown: Vec<MaterialView> = materials
+            .iter()
+            .map(|m| {
+                let invoice = match (m.invoice_id, m.invoice_number) {
+                    (Some(_), Some(n)) => format!("invoice {n}"),
+                    (Some(_), None) => "invoiced".to_owned(),
+                    (None, _) => String::new(),
+                };
+                material_view(m, &local, invoice)
+            })
+            .collect();
         let timers = read::timers(&state.pool, me.tenant_id, id).await?;
         let links = read::links(&state.pool, me.tenant_id, id).await?;
         let timeline = timeline(state, me.tenant_id, id, &local).await?;
