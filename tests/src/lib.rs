@@ -142,6 +142,45 @@ impl TestDb {
     }
 }
 
+/// A test's database is dropped when the test ends, passed or failed (`ST_KEEP_TEST_DBS=1`
+/// keeps them for a look afterwards): 450 tests' databases of 10 MB each and more filled a CI
+/// machine's disk once.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var_os("ST_KEEP_TEST_DBS").is_some_and(|v| v == "1") {
+            return;
+        }
+        let admin = with_database(server_url(), "postgres");
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on: a thread of its own
+        // with its own runtime drops the database (WITH (FORCE) ends this test's connections).
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                conn.close().await.ok();
+                Ok::<(), String>(())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not drop the test database {}: {e}", self.name),
+            Err(_) => eprintln!("could not drop the test database {}", self.name),
+        }
+    }
+}
+
 /// The application wired as `serve` wires it, called without a socket.
 pub struct TestApp {
     pub db: TestDb,
