@@ -354,6 +354,17 @@ pub struct Line {
     pub source: Option<LineSource>,
 }
 
+impl Line {
+    /// Whether the line bills a work order's time or materials (billed once through the
+    /// ledger, returned by a void), not a period, a service, a fee or typed text.
+    pub fn is_work(&self) -> bool {
+        matches!(
+            self.source,
+            Some(LineSource::TimeEntry { .. } | LineSource::Material { .. })
+        )
+    }
+}
+
 /// What an invoice line bills.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -501,6 +512,41 @@ mod tests {
 
     fn dec(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn only_time_and_materials_are_work() {
+        let line = |source| Line {
+            description: "x".into(),
+            quantity: Decimal::ONE,
+            unit_price: Decimal::ONE,
+            tax_rate: None,
+            net: Decimal::ONE,
+            tax: Decimal::ZERO,
+            source,
+        };
+        let id = Uuid::nil();
+        assert!(line(Some(LineSource::TimeEntry {
+            work_order_id: id,
+            entry_id: id
+        }))
+        .is_work());
+        assert!(line(Some(LineSource::Material {
+            work_order_id: id,
+            material_id: id
+        }))
+        .is_work());
+        assert!(!line(Some(LineSource::Contract {
+            period_start: d("2026-01-01"),
+            period_end: d("2026-01-31")
+        }))
+        .is_work());
+        assert!(!line(Some(LineSource::LateFee {
+            invoice_id: id,
+            rule: "r".into()
+        }))
+        .is_work());
+        assert!(!line(None).is_work());
     }
 
     fn terms(day: u32, start: &str, end: Option<&str>, prorate: bool) -> ContractTerms {

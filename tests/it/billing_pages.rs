@@ -808,7 +808,10 @@ async fn invoices_are_raised_issued_credited_and_voided_through_the_forms() {
         "reason=Raised in error",
     )
     .await;
-    assert_eq!(flash(&reply), "Invoice 2 is void.");
+    assert_eq!(
+        flash(&reply),
+        "Invoice 2 is void. To bill it again corrected, use Copy to a new invoice."
+    );
     let page = get(&app, &app.owner, &oops).await;
     assert!(page.text.contains("id=\"invoice-status\">Void</span>"));
     let reply = form(&app, &app.owner, &format!("{oops}/void"), "reason=again").await;
@@ -1538,4 +1541,162 @@ async fn page_today(app: &TestApp) -> String {
         .unwrap()
         .0;
     web::billing::run::today(&tenant).to_string()
+}
+
+#[tokio::test]
+async fn a_void_contract_invoice_is_copied_to_a_new_invoice_and_billed_again() {
+    let app = TestApp::new().await;
+    let acme = company(&app, "Acme", "700.00").await;
+    api(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/companies/{acme}/billing"),
+        json!({"billing_day": 1, "start_date": "2026-01-01", "payment_terms_days": 14}),
+    )
+    .await;
+    let order = api(
+        &app,
+        Method::POST,
+        "/api/v1/work-orders",
+        json!({"company_id": acme, "title": "Office move"}),
+    )
+    .await;
+    api(
+        &app,
+        Method::POST,
+        &format!(
+            "/api/v1/work-orders/{}/materials",
+            order["id"].as_str().unwrap()
+        ),
+        json!({"description": "Cat6 patch cable", "quantity": "12", "unit_price": "4.50"}),
+    )
+    .await;
+    let today = page_today(&app).await;
+    let made = api(
+        &app,
+        Method::POST,
+        "/api/v1/billing/runs",
+        json!({ "as_of": today }),
+    )
+    .await;
+    // The latest period's invoice has the contract line and the material.
+    let last = made["invoices"].as_array().unwrap().last().unwrap().clone();
+    let number = last["number"].as_i64().unwrap();
+    let invoice = format!("/billing/invoices/{}", last["id"].as_str().unwrap());
+    assert_eq!(last["total"], "754.00", "{last}");
+    let page = get(&app, &app.owner, &invoice).await;
+    assert!(page.text.contains("id=\"invoice-copy\""), "{}", page.text);
+    // Voided (the rate was wrong), its material returned to the unbilled work.
+    let reply = form(
+        &app,
+        &app.owner,
+        &format!("{invoice}/void"),
+        "work_shown=1&release_work=on&reason=Wrong+rate",
+    )
+    .await;
+    assert_eq!(
+        flash(&reply),
+        format!("Invoice {number} is void. To bill it again corrected, use Copy to a new invoice.")
+    );
+
+    // The copy: the company chosen, the contract line filled in, the material left to the box.
+    let before = events(&app).await;
+    let copy = format!(
+        "/billing/invoices/new?copy_of={}",
+        last["id"].as_str().unwrap()
+    );
+    let form_page = get(&app, &app.owner, &copy).await;
+    ok(&form_page, "the copy");
+    for shown in [
+        &format!("Copied from invoice {number} (void): 1 line. Check it, then issue"),
+        "Its 1 line of time and materials is not copied",
+        &format!("<option value=\"{acme}\" selected>Acme</option>"),
+        "name=\"description_0\" value=\"Acme contract, ",
+        "name=\"quantity_0\" value=\"1\"",
+        "name=\"unit_price_0\" value=\"700.00\"",
+        "name=\"description_1\" value=\"\"",
+        "name=\"rows\" value=\"2\"",
+        "id=\"unbilled_work\" checked",
+    ] {
+        assert!(
+            form_page.text.contains(shown),
+            "{shown}\n{}",
+            form_page.text
+        );
+    }
+    assert!(!form_page.text.contains("Cat6"), "{}", form_page.text);
+    assert_eq!(
+        events(&app).await,
+        before,
+        "showing the copy appends nothing"
+    );
+
+    // Sent as corrected: the period at the right rate and the material, billed once again.
+    let description = form_page
+        .text
+        .split("name=\"description_0\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = format!(
+        "company_id={acme}&rows=2&description_0={}&quantity_0=1&unit_price_0=650.00\
+         &unbilled_work=on&issue_date={today}&action=issue",
+        description.replace(' ', "+").replace(',', "%2C")
+    );
+    let reply = form(&app, &app.owner, "/billing/invoices", &body).await;
+    let again = location(&reply);
+    assert_eq!(flash(&reply), format!("Invoice {} issued.", number + 1));
+    let page = get(&app, &app.owner, &again).await;
+    for shown in ["Acme contract, ", "Cat6 patch cable on", "704.00 USD"] {
+        assert!(page.text.contains(shown), "{shown}\n{}", page.text);
+    }
+    // The material is billed by the new invoice: a second copy finds no work to add.
+    let books = ledger(&app, acme).await;
+    let again_id: Uuid = again.rsplit('/').next().unwrap().parse().unwrap();
+    assert!(books.invoices[&again_id]
+        .lines
+        .iter()
+        .any(|l| l.description.contains("Cat6 patch cable")));
+    let reply = form(
+        &app,
+        &app.owner,
+        "/billing/invoices",
+        &format!("company_id={acme}&rows=1&unbilled_work=on&issue_date={today}&action=issue"),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+
+    // Nobody else copies it: a technician is refused, another tenant finds nothing, and an
+    // address that names no invoice is explained.
+    let technician = app
+        .person(&app.owner, Role::Technician, "tech@acme.test", None)
+        .await;
+    assert_eq!(
+        get(&app, &technician, &copy).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let other = app.other_tenant("Rival IT", "owner@rival.test").await;
+    let reply = get(&app, &other, &copy).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    assert!(!reply.text.contains("Acme"));
+    let reply = get(&app, &app.owner, "/billing/invoices/new?copy_of=12345").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert!(reply
+        .text
+        .contains("The invoice to copy is not an invoice id."));
+    let reply = get(
+        &app,
+        &app.owner,
+        &format!("/billing/invoices/new?copy_of={}", Uuid::new_v4()),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
 }

@@ -956,6 +956,29 @@ struct InvoicePage {
     methods: Vec<Choice>,
 }
 
+/// An invoice of the tenant with its company and the company's ledger (`None`: no such
+/// invoice here).
+async fn invoice_books(
+    state: &AppState,
+    me: &Principal,
+    id: Uuid,
+) -> Result<Option<(InvoiceRow, Company, Ledger)>, ApiError> {
+    let Some(row) = read::get_invoice(&state.pool, me.tenant_id, id).await? else {
+        return Ok(None);
+    };
+    let (company, ledger) = ops::company(state, me, row.company_id).await?;
+    Ok(Some((row, company, ledger)))
+}
+
+/// An invoice's lines as its ledger has them.
+fn lines_of(ledger: &Ledger, id: Uuid) -> Vec<domain::billing::Line> {
+    ledger
+        .invoices
+        .get(&id)
+        .map(|i| i.lines.clone())
+        .unwrap_or_default()
+}
+
 async fn render_invoice(
     state: &AppState,
     me: &Principal,
@@ -965,11 +988,10 @@ async fn render_invoice(
     fill: impl FnOnce(&mut InvoicePage),
 ) -> Response {
     let loaded = async {
-        let Some(row) = read::get_invoice(&state.pool, me.tenant_id, id).await? else {
+        let Some((row, company, ledger)) = invoice_books(state, me, id).await? else {
             return Ok(None);
         };
         let (_, books) = books(state, me).await?;
-        let (company, ledger) = ops::company(state, me, row.company_id).await?;
         let payments = read::invoice_payments(&state.pool, me.tenant_id, id).await?;
         let credit_notes = read::credit_notes_of(&state.pool, me.tenant_id, id).await?;
         Ok::<_, ApiError>(Some((row, books, company, ledger, payments, credit_notes)))
@@ -979,11 +1001,7 @@ async fn render_invoice(
         Ok(None) | Err(ApiError::NotFound(_)) => return not_found_page(),
         Err(error) => return internal_page(error),
     };
-    let lines = ledger
-        .invoices
-        .get(&id)
-        .map(|i| i.lines.clone())
-        .unwrap_or_default();
+    let lines = lines_of(&ledger, id);
     let may_manage = me.may(Action::ManageBilling);
     let issued = row.number.is_some() && row.status != "void";
     let open = issued && row.balance > Decimal::ZERO;
@@ -1038,18 +1056,7 @@ async fn render_invoice(
         may_manage,
         can_issue: may_manage && row.status == "draft",
         can_void: may_manage && row.status != "void" && row.paid <= Decimal::ZERO,
-        work_lines: lines
-            .iter()
-            .filter(|l| {
-                matches!(
-                    l.source,
-                    Some(
-                        domain::billing::LineSource::TimeEntry { .. }
-                            | domain::billing::LineSource::Material { .. }
-                    )
-                )
-            })
-            .count(),
+        work_lines: lines.iter().filter(|l| l.is_work()).count(),
         can_credit: may_manage && open,
         can_pay: may_manage && open,
         terms_days: company
@@ -1285,7 +1292,7 @@ async fn void_invoice(
                 .map_or_else(|| "The draft".to_owned(), |n| format!("Invoice {n}"));
             redirect_with_flash(
                 &format!("/billing/invoices/{}", row.id),
-                &format!("{name} is void."),
+                &format!("{name} is void. To bill it again corrected, use Copy to a new invoice."),
             )
         }
         Err(error) => {
@@ -1442,6 +1449,8 @@ struct InvoiceFormPage {
     unbilled_work: bool,
     unbilled_error: Option<String>,
     currency: String,
+    /// Where the lines came from, when the form copies an invoice.
+    copied: Option<String>,
 }
 
 impl InvoiceFormPage {
@@ -1487,6 +1496,7 @@ async fn invoice_form(
         unbilled_work: false,
         unbilled_error: None,
         currency: books.currency.clone(),
+        copied: None,
     };
     fill(&mut page);
     // An address naming no company of the tenant's starts with none chosen.
@@ -1512,12 +1522,95 @@ async fn new_invoice_page(
     let Ok(Query(pairs)) = query else {
         return bad_address_page("The address of this form cannot be read.");
     };
+    let copy_of = trimmed(&pairs, "copy_of");
+    if !copy_of.is_empty() {
+        return copy_invoice_form(&state, &me, &cookies, &copy_of).await;
+    }
     let company_id = trimmed(&pairs, "company_id");
     // From "Unbilled work": the company's waiting time and materials ticked.
     let unbilled_work = value(&pairs, "unbilled_work") == "on";
     invoice_form(&state, &me, &cookies, StatusCode::OK, |page| {
         page.company_id = company_id;
         page.unbilled_work = unbilled_work;
+    })
+    .await
+}
+
+/// The form filled with another invoice's company and lines ("Copy to a new invoice"), to
+/// correct and issue: the way to bill again what a voided invoice billed, contract periods
+/// included. Time and materials are not copied as text (each is billed once, through the
+/// unbilled-work box): the box is ticked instead when the invoice had some.
+async fn copy_invoice_form(
+    state: &AppState,
+    me: &Principal,
+    cookies: &Cookies,
+    copy_of: &str,
+) -> Response {
+    let Ok(id) = Uuid::parse_str(copy_of) else {
+        return bad_address_page("The invoice to copy is not an invoice id.");
+    };
+    let (row, ledger) = match invoice_books(state, me, id).await {
+        Ok(Some((row, _, ledger))) => (row, ledger),
+        Ok(None) | Err(ApiError::NotFound(_)) => return not_found_page(),
+        Err(error) => return internal_page(error),
+    };
+    let lines = lines_of(&ledger, id);
+    let (work, other): (Vec<_>, Vec<_>) = lines.into_iter().partition(|l| l.is_work());
+    let skipped = other.len().saturating_sub(MAX_ROWS);
+    let mut rows: Vec<LineRow> = other
+        .iter()
+        .take(MAX_ROWS)
+        .enumerate()
+        .map(|(index, l)| LineRow {
+            index,
+            description: l.description.clone(),
+            quantity: l.quantity.normalize().to_string(),
+            unit_price: l.unit_price.to_string(),
+            tax_rate: l
+                .tax_rate
+                .map(|r| r.normalize().to_string())
+                .unwrap_or_default(),
+            error: None,
+        })
+        .collect();
+    if rows.len() < MAX_ROWS {
+        rows.push(LineRow {
+            index: rows.len(),
+            ..Default::default()
+        });
+    }
+    let title = row.number.map_or_else(
+        || "the draft invoice".to_owned(),
+        |n| format!("invoice {n}"),
+    );
+    let mut copied = format!(
+        "Copied from {title}{}: {} line{}. Check {}, then issue the new invoice.",
+        if row.status == "void" { " (void)" } else { "" },
+        other.len(),
+        if other.len() == 1 { "" } else { "s" },
+        if other.len() == 1 { "it" } else { "them" }
+    );
+    if skipped > 0 {
+        copied.push_str(&format!(
+            " The form takes {MAX_ROWS} lines: the last {skipped} were left out."
+        ));
+    }
+    if !work.is_empty() {
+        copied.push_str(&format!(
+            " Its {} line{} of time and materials {} not copied: the box below adds the \
+             company's unbilled work, which has them again if the void returned them.",
+            work.len(),
+            if work.len() == 1 { "" } else { "s" },
+            if work.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    let company_id = row.company_id.to_string();
+    let tick = !work.is_empty();
+    invoice_form(state, me, cookies, StatusCode::OK, move |page| {
+        page.company_id = company_id;
+        page.rows = rows;
+        page.unbilled_work = tick;
+        page.copied = Some(copied);
     })
     .await
 }
