@@ -41,8 +41,9 @@ pub async fn bench(
     seconds: f64,
     breakdown: bool,
     mix: Mix,
+    keep: bool,
 ) -> anyhow::Result<u8> {
-    in_scratch_database(boot, "bench", false, |url| {
+    in_scratch_database(boot, "bench", keep, |url| {
         run(
             url,
             events,

@@ -15,8 +15,10 @@
 //!    credit), generated as well-formed ledger events (with the invoice sequence's
 //!    `NumberIssued` events) in a few statements, then the `receivables` projection rebuilt
 //!    from the log; then the aging report as of today (`projections::receivables::aging`,
-//!    which reads the running balances) and, for information, as of a year ago (the dated
-//!    movements, `aging_from_entries`), median of several runs each.
+//!    which reads the running balances) and, for information, as of a year ago and as of the
+//!    last month end (today's balances less the movements since), median of several runs
+//!    each, with the year-ago report also summed from every movement (`aging_from_entries`,
+//!    the definition every report is checked against).
 
 use std::time::{Duration, Instant};
 
@@ -182,17 +184,37 @@ pub(crate) async fn run(pool: &PgPool, append_per_s_1: f64) -> anyhow::Result<Fi
         projections::receivables::aging(pool, tenant_id, today)
     })
     .await?;
+    // Past dates: the report as the API answers it (today's balances less the movements
+    // since), and summed from every movement up to the date (the definition) for comparison.
     let past = today - chrono::Duration::days(365);
+    let month_end = today.with_day(1).expect("the 1st") - chrono::Duration::days(1);
     let (aging_past_ms, past_report) = timed(AGING_RUNS, || {
+        projections::receivables::aging(pool, tenant_id, past)
+    })
+    .await?;
+    let (aging_month_end_ms, month_end_report) = timed(AGING_RUNS, || {
+        projections::receivables::aging(pool, tenant_id, month_end)
+    })
+    .await?;
+    let (aging_past_entries_ms, past_from_entries) = timed(AGING_RUNS, || {
         projections::receivables::aging_from_entries(pool, tenant_id, past)
     })
     .await?;
-    // The report from the balances must equal the one from the dated movements.
-    let from_entries = projections::receivables::aging_from_entries(pool, tenant_id, today).await?;
-    anyhow::ensure!(
-        from_entries == today_report,
-        "the aging report from the balances differs from the one from the dated movements"
-    );
+    // Every way must give the report that the dated movements give.
+    for (day, report, from_entries) in [
+        (today, &today_report, None),
+        (past, &past_report, Some(&past_from_entries)),
+        (month_end, &month_end_report, None),
+    ] {
+        let from_entries = match from_entries {
+            Some(known) => known.clone(),
+            None => projections::receivables::aging_from_entries(pool, tenant_id, day).await?,
+        };
+        anyhow::ensure!(
+            &from_entries == report,
+            "the aging report as of {day} differs from the one summed from the dated movements"
+        );
+    }
     let customers = today_report.customers.len();
     let in_credit = today_report
         .customers
@@ -208,7 +230,9 @@ pub(crate) async fn run(pool: &PgPool, append_per_s_1: f64) -> anyhow::Result<Fi
         today_report.totals.days_over_90,
     );
     out!(
-        "  aging as of {past} (dated movements, {} customers): {aging_past_ms:.1} ms median",
+        "  aging as of {past} ({} customers): {aging_past_ms:.1} ms median \
+         (summed from every movement up to it: {aging_past_entries_ms:.1} ms); \
+         as of the last month end {month_end}: {aging_month_end_ms:.1} ms",
         past_report.customers.len()
     );
     let section_s = section.elapsed().as_secs_f64();
@@ -229,6 +253,11 @@ pub(crate) async fn run(pool: &PgPool, append_per_s_1: f64) -> anyhow::Result<Fi
         ("aging_customers", json!(customers)),
         ("aging_ms", json!(round(aging_ms, 2))),
         ("aging_past_ms", json!(round(aging_past_ms, 2))),
+        (
+            "aging_past_entries_ms",
+            json!(round(aging_past_entries_ms, 2)),
+        ),
+        ("aging_month_end_ms", json!(round(aging_month_end_ms, 2))),
         (
             "receivables_rebuild_s",
             json!(round(rebuild.elapsed.as_secs_f64(), 2)),

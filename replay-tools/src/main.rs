@@ -142,6 +142,9 @@ enum Command {
         /// the work_orders projection alone).
         #[arg(long, value_enum, default_value_t = bench::Mix::Companies)]
         mix: bench::Mix,
+        /// Keep the scratch database (for EXPLAIN by hand) instead of dropping it.
+        #[arg(long)]
+        keep: bool,
     },
     /// Measure the search box in a scratch database: seed many assets, rebuild `search`, time
     /// realistic queries against raw ceilings (target: under 50 ms each).
@@ -308,7 +311,8 @@ async fn dispatch(
             seconds,
             breakdown,
             mix,
-        } => bench::bench(boot, events, seconds, breakdown, mix).await,
+            keep,
+        } => bench::bench(boot, events, seconds, breakdown, mix, keep).await,
         Command::BenchSearch {
             assets,
             companies,
