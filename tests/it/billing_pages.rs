@@ -1674,6 +1674,23 @@ async fn a_void_contract_invoice_is_copied_to_a_new_invoice_and_billed_again() {
         reply.text
     );
 
+    // A copy of the invoice still standing leaves its material to it: the box stays unticked.
+    let standing = get(
+        &app,
+        &app.owner,
+        &format!("/billing/invoices/new?copy_of={again_id}"),
+    )
+    .await;
+    ok(&standing, "the copy of a standing invoice");
+    for shown in [
+        &format!("Copied from invoice {}: 1 line. Check it,", number + 1),
+        "Its 1 line of time and materials is not copied: each is billed once, by that invoice.",
+        "name=\"unit_price_0\" value=\"650.00\"",
+    ] {
+        assert!(standing.text.contains(shown), "{shown}\n{}", standing.text);
+    }
+    assert!(!standing.text.contains("id=\"unbilled_work\" checked"));
+
     // Nobody else copies it: a technician is refused, another tenant finds nothing, and an
     // address that names no invoice is explained.
     let technician = app

@@ -1583,29 +1583,42 @@ async fn copy_invoice_form(
         || "the draft invoice".to_owned(),
         |n| format!("invoice {n}"),
     );
-    let mut copied = format!(
-        "Copied from {title}{}: {} line{}. Check {}, then issue the new invoice.",
-        if row.status == "void" { " (void)" } else { "" },
-        other.len(),
-        if other.len() == 1 { "" } else { "s" },
-        if other.len() == 1 { "it" } else { "them" }
-    );
+    let void = row.status == "void";
+    let plural = |n: usize, one: &'static str, many: &'static str| if n == 1 { one } else { many };
+    let mut copied = format!("Copied from {title}{}", if void { " (void)" } else { "" });
+    if other.is_empty() {
+        copied.push_str(": it has no line to copy other than time and materials.");
+    } else {
+        copied.push_str(&format!(
+            ": {} line{}. Check {}, then issue the new invoice.",
+            other.len(),
+            plural(other.len(), "", "s"),
+            plural(other.len(), "it", "them")
+        ));
+    }
     if skipped > 0 {
         copied.push_str(&format!(
             " The form takes {MAX_ROWS} lines: the last {skipped} were left out."
         ));
     }
+    // Time and materials are billed once: a void may have returned them to the unbilled work,
+    // which the box adds; an invoice still standing bills them itself.
     if !work.is_empty() {
         copied.push_str(&format!(
-            " Its {} line{} of time and materials {} not copied: the box below adds the \
-             company's unbilled work, which has them again if the void returned them.",
+            " Its {} line{} of time and materials {} not copied: {}",
             work.len(),
-            if work.len() == 1 { "" } else { "s" },
-            if work.len() == 1 { "is" } else { "are" }
+            plural(work.len(), "", "s"),
+            plural(work.len(), "is", "are"),
+            if void {
+                "the box below adds the company's unbilled work, which has them again if the \
+                 void returned them."
+            } else {
+                "each is billed once, by that invoice."
+            }
         ));
     }
     let company_id = row.company_id.to_string();
-    let tick = !work.is_empty();
+    let tick = void && !work.is_empty();
     invoice_form(state, me, cookies, StatusCode::OK, move |page| {
         page.company_id = company_id;
         page.rows = rows;
