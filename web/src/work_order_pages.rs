@@ -42,7 +42,7 @@ use crate::console::{
     redirect_with_flash, Cookies,
 };
 use crate::error::ApiError;
-use crate::work_orders::{self as ops, ChangeBody, MaterialBody, OpenBody, TimeBody};
+use crate::work_orders::{self as ops, ChangeBody, MaterialBody, OpenBody, TimeBody, WorkKind};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -2343,25 +2343,41 @@ async fn remove_entry(
     path: Result<Path<(String, String)>, PathRejection>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
+    remove_line(&state, &me, &cookies, &headers, path, &form, WorkKind::Time).await
+}
+
+/// The Remove button of a time entry or a material line.
+async fn remove_line(
+    state: &AppState,
+    me: &Principal,
+    cookies: &Cookies,
+    headers: &HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    form: &CsrfForm,
+    line: WorkKind,
+) -> Response {
+    if let Some(refused) = csrf_refusal(cookies, headers, &form.csrf) {
         return refused;
     }
     if let Err(refused) = me.require(Action::LogTime) {
         return refused.into_response();
     }
-    let ids = crate::console::two_ids(path);
-    let Some((id, entry_id)) = ids else {
+    let Some((id, line_id)) = crate::console::two_ids(path) else {
         return not_found_page();
     };
-    let result = ops::remove_time(&state, &me, &me.meta(), id, entry_id).await;
+    let result = line.remove(state, me, &me.meta(), id, line_id).await;
+    let (message, section) = match line {
+        WorkKind::Time => ("Time entry removed.", Section::Time),
+        WorkKind::Material => ("Material removed.", Section::Materials),
+    };
     finish(
-        &state,
-        &me,
-        &cookies,
+        state,
+        me,
+        cookies,
         id,
         result.map(Some),
-        "Time entry removed.",
-        Section::Time,
+        message,
+        section,
         None,
     )
     .await
@@ -2476,26 +2492,14 @@ async fn remove_material(
     path: Result<Path<(String, String)>, PathRejection>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refused) = csrf_refusal(&cookies, &headers, &form.csrf) {
-        return refused;
-    }
-    if let Err(refused) = me.require(Action::LogTime) {
-        return refused.into_response();
-    }
-    let ids = crate::console::two_ids(path);
-    let Some((id, material_id)) = ids else {
-        return not_found_page();
-    };
-    let result = ops::remove_material(&state, &me, &me.meta(), id, material_id).await;
-    finish(
+    remove_line(
         &state,
         &me,
         &cookies,
-        id,
-        result.map(Some),
-        "Material removed.",
-        Section::Materials,
-        None,
+        &headers,
+        path,
+        &form,
+        WorkKind::Material,
     )
     .await
 }

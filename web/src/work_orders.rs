@@ -970,6 +970,39 @@ pub async fn remove_material(
     .await
 }
 
+/// A line of a work order that bills: its time entries and its materials, removed the same
+/// way by the API and the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkKind {
+    Time,
+    Material,
+}
+
+impl WorkKind {
+    /// What the line is called in messages ("no such time entry").
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Time => "time entry",
+            Self::Material => "material",
+        }
+    }
+
+    /// Removes line `line_id` of order `id` (`remove_time` or `remove_material`).
+    pub async fn remove(
+        self,
+        state: &AppState,
+        me: &Principal,
+        meta: &EventMeta,
+        id: Uuid,
+        line_id: Uuid,
+    ) -> Result<Executed<WorkOrder>, ApiError> {
+        match self {
+            Self::Time => remove_time(state, me, meta, id, line_id).await,
+            Self::Material => remove_material(state, me, meta, id, line_id).await,
+        }
+    }
+}
+
 /// Starts the asker's timer on order `id`.
 pub async fn start_timer(
     state: &AppState,
@@ -1739,16 +1772,28 @@ pub async fn remove_time_entry_api(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
+    remove_line_api(&state, &me, path, &headers, WorkKind::Time).await
+}
+
+/// `DELETE /api/v1/work-orders/{id}/{time-entries|materials}/{line_id}`: 204 once the read
+/// models show it.
+async fn remove_line_api(
+    state: &AppState,
+    me: &Principal,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: &HeaderMap,
+    line: WorkKind,
+) -> Response {
     if let Err(refused) = me.require(Action::LogTime) {
         return refused.into_response();
     }
     let outcome = async {
-        let Path((id, entry_id)) =
-            path.map_err(|_| ApiError::NotFound("no such time entry".into()))?;
+        let Path((id, line_id)) =
+            path.map_err(|_| ApiError::NotFound(format!("no such {}", line.noun())))?;
         let id = parse_id(&id, "work order")?;
-        let entry_id = parse_id(&entry_id, "time entry")?;
-        let meta = command_meta(&me, &headers)?;
-        let done = remove_time(&state, &me, &meta, id, entry_id).await?;
+        let line_id = parse_id(&line_id, line.noun())?;
+        let meta = command_meta(me, headers)?;
+        let done = line.remove(state, me, &meta, id, line_id).await?;
         state
             .read_your_writes(VIEWS, "work_order", &done.aggregate_id, done.version)
             .await;
@@ -1937,25 +1982,7 @@ pub async fn remove_material_api(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = me.require(Action::LogTime) {
-        return refused.into_response();
-    }
-    let outcome = async {
-        let Path((id, material_id)) =
-            path.map_err(|_| ApiError::NotFound("no such material".into()))?;
-        let id = parse_id(&id, "work order")?;
-        let material_id = parse_id(&material_id, "material")?;
-        let meta = command_meta(&me, &headers)?;
-        let done = remove_material(&state, &me, &meta, id, material_id).await?;
-        state
-            .read_your_writes(VIEWS, "work_order", &done.aggregate_id, done.version)
-            .await;
-        Ok::<_, ApiError>(())
-    };
-    match outcome.await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => error.into_response(),
-    }
+    remove_line_api(&state, &me, path, &headers, WorkKind::Material).await
 }
 
 /// What to do when stopping a timer.
